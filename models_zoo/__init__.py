@@ -1,0 +1,1 @@
+"""Reference architectures (random weights) for tests, demos and benchmarks."""

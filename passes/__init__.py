@@ -1,0 +1,18 @@
+"""Built-in passes, written only against prunec's public pass API (installed as prunec.passes)."""
+
+from prunec.passes.criteria.magnitude import L1, L2, Magnitude
+from prunec.passes.rewrite.graph_module import RewriteGraphModulePass
+from prunec.passes.rewrite.module import RewriteModulePass
+from prunec.passes.select.uniform import SelectUniformPass, plan_uniform, search_ratio
+from prunec.passes.verify.equivalence import VerifyPass
+
+__all__ = [
+    # criteria
+    "L1", "L2", "Magnitude",
+    # selection
+    "SelectUniformPass", "plan_uniform", "search_ratio",
+    # rewrite
+    "RewriteGraphModulePass", "RewriteModulePass",
+    # verification
+    "VerifyPass",
+]

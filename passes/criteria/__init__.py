@@ -1,0 +1,1 @@
+"""Built-in importance criteria (each registered under its name)."""

@@ -1,0 +1,339 @@
+"""Coupling analysis: run every op's rule, union the coupled atoms, propagate pins.
+
+The result is a labelling of atoms into components. A component is one zero-invariant unit of
+channels (a ZIG, in OTO's terms): every atom in it is kept or removed together. A component is
+pinned if any atom in it is pinned, and 'reduced' if any op mixes its atoms (removal then differs
+from zeroing, and verification uses the removal reference at that op).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from prunec.analysis.atoms import AtomTable
+from prunec.errors import UnsupportedOpError
+from prunec.ir.graph import Graph, OpNode, ValueKind
+from prunec.ir.slots import Coupling
+from prunec.rules.api import Alternatives, Declined, Fact, Free, OpView, Pin, Reduces
+from prunec.rules.registry import RuleRegistry
+
+# pin priorities: a higher one explains a pinned component better than a lower one
+AUTO, IO, RULE, DECLINED = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """A node whose channels were left unpruned, and why."""
+
+    node: str
+    op: str
+    reason: str
+    origin: str | None = None
+
+    def __str__(self) -> str:
+        where = f" (module '{self.origin}')" if self.origin else ""
+        return f"{self.node} [{self.op}]{where}: {self.reason}"
+
+
+@dataclass
+class _Compiled:
+    """Facts of one rule answer (or one alternative), as atom arrays."""
+
+    edges: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    pins: list[tuple[np.ndarray, int, int]] = field(default_factory=list)  # atoms, reason id, priority
+    reductions: list[tuple[np.ndarray, int]] = field(default_factory=list)
+    mentioned: set[int] = field(default_factory=set)
+    carriers: list[np.ndarray] = field(default_factory=list)
+    couplings: list[Coupling] = field(default_factory=list)
+
+
+@dataclass
+class _NodeFacts:
+    node: OpNode
+    slots: list[int]
+    static: _Compiled
+    choices: list[tuple[list[_Compiled], tuple[str, ...]]]
+    declined: str | None = None
+
+
+@dataclass
+class CouplingResult:
+    """Components of atoms and what is known about each."""
+
+    atoms: AtomTable
+    labels: np.ndarray
+    num_components: int
+    comp_pinned: np.ndarray
+    comp_pin_reason: np.ndarray
+    comp_reduced: np.ndarray
+    comp_reduce_reason: np.ndarray
+    reasons: list[str]
+    pinned: list[Pinned]
+    choices: dict[tuple[str, int], str]
+    """Chosen alternative per (node, choice index), as its label."""
+    iterations: int
+    node_couplings: dict[str, list[Coupling]]
+    reducing: set[str]
+    """Nodes that mix channels of some coupled axis (where removal differs from zeroing)."""
+
+
+class _Reasons:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+        self._ids: dict[str, int] = {}
+
+    def id(self, text: str) -> int:
+        if text not in self._ids:
+            self._ids[text] = len(self.items)
+            self.items.append(text)
+        return self._ids[text]
+
+
+def _param_derived(graph: Graph, registry: RuleRegistry) -> set[str]:
+    derived = {v.name for v in graph.values() if v.is_state}
+    for op in graph.ops():
+        ins = graph.inputs(op)
+        if ins and ins[0][1].name in derived and registry.is_view_like(op.op):
+            derived.update(v.name for v in graph.outputs(op))
+    return derived
+
+
+def _compile(facts: Sequence[Fact], table: AtomTable, reasons: _Reasons, node_slots: set[int],
+             node: OpNode) -> _Compiled:
+    out = _Compiled()
+    for f in facts:
+        if isinstance(f, Coupling):
+            sa, sb = table.slot_id(f.a), table.slot_id(f.b)
+            _check_own(sa, node_slots, f.a, node)
+            _check_own(sb, node_slots, f.b, node)
+            na, nb = int(table.slot_size[sa]), int(table.slot_size[sb])
+            ia, ib = f.map.pairs(na, nb)
+            ok = (ia >= 0) & (ia < na) & (ib >= 0) & (ib < nb)
+            ia, ib = ia[ok], ib[ok]
+            a_atoms, b_atoms = table.atoms(sa, ia), table.atoms(sb, ib)
+            out.edges.append((a_atoms, b_atoms))
+            out.carriers += [a_atoms, b_atoms]
+            out.mentioned.update((sa, sb))
+            out.couplings.append(f)
+        elif isinstance(f, Pin):
+            sid = table.slot_id(f.slot)
+            _check_own(sid, node_slots, f.slot, node)
+            idx = None if f.indices is None else np.asarray(f.indices, dtype=np.int64)
+            out.pins.append((table.atoms(sid, idx), reasons.id(f"{f.reason} (at '{node.name}')"), RULE))
+            out.mentioned.add(sid)
+        elif isinstance(f, Reduces):
+            sid = table.slot_id(f.slot)
+            _check_own(sid, node_slots, f.slot, node)
+            out.reductions.append((table.atoms(sid), reasons.id(f"{f.reason} (at '{node.name}')")))
+            out.mentioned.add(sid)
+        elif isinstance(f, Free):
+            sid = table.slot_id(f.slot)
+            _check_own(sid, node_slots, f.slot, node)
+            out.mentioned.add(sid)
+        else:
+            raise TypeError(f"rule answered {type(f).__name__}; expected couple/pin/reduces/free/alternatives")
+    return out
+
+
+class _RuleBug(Exception):
+    pass
+
+
+def _check_own(sid: int, node_slots: set[int], slot: object, node: OpNode) -> None:
+    if sid not in node_slots:
+        raise _RuleBug(f"the rule mentions {slot}, which is not an input or output of '{node.name}'")
+
+
+def _evaluate(graph: Graph, registry: RuleRegistry, table: AtomTable, reasons: _Reasons,
+              pinned: list[Pinned], strict: bool) -> list[_NodeFacts]:
+    derived = _param_derived(graph, registry)
+    result: list[_NodeFacts] = []
+    missing: list[OpNode] = []
+    for node in graph.ops():
+        slots = [s for _, v in graph.inputs(node) for s in table.slots_of(v)]
+        slots += [s for v in graph.outputs(node) for s in table.slots_of(v)]
+        node_slots = set(slots)
+        entry = registry.get(node.op)
+        nf = _NodeFacts(node, slots, _Compiled(), [])
+        result.append(nf)
+        if entry is None:
+            nf.declined = f"no op rule for '{node.op}'"
+            missing.append(node)
+        else:
+            try:
+                answer = entry.rule(OpView(graph, node, derived.__contains__))
+                if isinstance(answer, Declined):
+                    nf.declined = answer.reason
+                else:
+                    plain = [f for f in answer if not isinstance(f, Alternatives)]
+                    nf.static = _compile(plain, table, reasons, node_slots, node)
+                    for alt in (f for f in answer if isinstance(f, Alternatives)):
+                        opts = [_compile(o, table, reasons, node_slots, node) for o in alt.options]
+                        nf.choices.append((opts, alt.labels))
+            except Exception as exc:  # noqa: BLE001 - a failing rule pins its node, never crashes prunec
+                nf.static, nf.choices = _Compiled(), []
+                nf.declined = f"rule from {entry.source} failed: {type(exc).__name__}: {exc}"
+        if nf.declined is not None:
+            pinned.append(Pinned(node.name, node.op, nf.declined, node.origin))
+    if strict:
+        bad = [p for p in pinned]
+        if bad:
+            lines = "; ".join(str(p) for p in bad[:10])
+            more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
+            first = missing[0].op if missing else bad[0].op
+            raise UnsupportedOpError(
+                f"{len(bad)} node(s) cannot be analysed: {lines}{more}. Register a rule with "
+                f"@prunec.op_rule({first!r}), or pass strict=False to leave their channels unpruned.")
+    return result
+
+
+def analyse_couplings(graph: Graph, registry: RuleRegistry, *, strict: bool = False,
+                      extra_pins: Iterable[tuple[np.ndarray, str]] = (),
+                      max_iterations: int = 12) -> CouplingResult:
+    """Run the rules over `graph` and solve for components of atoms."""
+    table = AtomTable(graph)
+    reasons = _Reasons()
+    pinned: list[Pinned] = []
+    nodes = _evaluate(graph, registry, table, reasons, pinned, strict)
+
+    io_pins: list[tuple[np.ndarray, int, int]] = []
+    for name in graph.graph_inputs:
+        io_pins += [(table.atoms(s), reasons.id("model input"), IO) for s in table.slots_of(graph.value(name))]
+    for name in dict.fromkeys(graph.graph_outputs):
+        io_pins += [(table.atoms(s), reasons.id("model output"), IO) for s in table.slots_of(graph.value(name))]
+    for v in graph.values():
+        if v.kind == ValueKind.CONSTANT:
+            io_pins += [(table.atoms(s), reasons.id(f"constant tensor '{v.name}' (not in state_dict)"), IO)
+                        for s in table.slots_of(v)]
+    io_pins += [(atoms, reasons.id(text), IO) for atoms, text in extra_pins]
+
+    choice = {(i, c): 0 for i, nf in enumerate(nodes) for c in range(len(nf.choices))}
+    settled: set[tuple[int, int]] = set()
+    node_index = {nf.node.name: i for i, nf in enumerate(nodes)}
+    iterations = 0
+    while True:
+        iterations += 1
+        sol = _solve(nodes, choice, table, reasons, io_pins)
+        flips = _choices_to_flip(nodes, choice, settled, sol, graph, node_index, registry)
+        if not flips or iterations >= max_iterations:
+            break
+        for key in flips:
+            choice[key] += 1
+    labels, ncomp, comp_pinned, comp_reason, comp_reduced, comp_red_reason = sol
+    chosen = {(nodes[i].node.name, c): nodes[i].choices[c][1][o] for (i, c), o in choice.items()}
+    node_couplings = {}
+    reducing: set[str] = set()
+    for (i, nf) in enumerate(nodes):
+        parts = [nf.static] + [opts[choice[(i, c)]] for c, (opts, _) in enumerate(nf.choices)]
+        node_couplings[nf.node.name] = [c for p in parts for c in p.couplings]
+        if any(p.reductions for p in parts):
+            reducing.add(nf.node.name)
+    return CouplingResult(table, labels, ncomp, comp_pinned, comp_reason, comp_reduced, comp_red_reason,
+                          reasons.items, pinned, chosen, iterations, node_couplings, reducing)
+
+
+def _solve(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int], table: AtomTable,
+           reasons: _Reasons, io_pins: list[tuple[np.ndarray, int, int]]
+           ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    ea: list[np.ndarray] = []
+    eb: list[np.ndarray] = []
+    pins: list[tuple[np.ndarray, int, int]] = list(io_pins)
+    reds: list[tuple[np.ndarray, int]] = []
+    for i, nf in enumerate(nodes):
+        parts = [nf.static] + [opts[choice[(i, c)]] for c, (opts, _) in enumerate(nf.choices)]
+        mentioned: set[int] = set()
+        for p in parts:
+            for a, b in p.edges:
+                ea.append(a)
+                eb.append(b)
+            pins += p.pins
+            reds += p.reductions
+            mentioned |= p.mentioned
+        for sid in nf.slots:
+            if sid in mentioned:
+                continue
+            if nf.declined is not None:
+                rid, prio = reasons.id(f"{nf.declined} (at '{nf.node.name}')"), DECLINED
+            else:
+                rid, prio = reasons.id(f"'{nf.node.op}' does not pass channels along axis "
+                                       f"{table.slot_axis[sid]} of '{table.slot_value[sid]}'"), AUTO
+            pins.append((table.atoms(sid), rid, prio))
+    n = table.total
+    a = np.concatenate(ea) if ea else np.zeros(0, dtype=np.int64)
+    b = np.concatenate(eb) if eb else np.zeros(0, dtype=np.int64)
+    graph_m = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
+    ncomp, labels = connected_components(graph_m, directed=False)
+    labels = labels.astype(np.int64)
+
+    comp_pinned = np.zeros(ncomp, dtype=bool)
+    comp_reason = np.full(ncomp, -1, dtype=np.int64)
+    for atoms, rid, _ in sorted(pins, key=lambda p: p[2]):
+        if len(atoms):
+            comps = labels[atoms]
+            comp_pinned[comps] = True
+            comp_reason[comps] = rid
+    comp_reduced = np.zeros(ncomp, dtype=bool)
+    comp_red_reason = np.full(ncomp, -1, dtype=np.int64)
+    for atoms, rid in reds:
+        if len(atoms):
+            comps = labels[atoms]
+            comp_reduced[comps] = True
+            comp_red_reason[comps] = rid
+    return labels, ncomp, comp_pinned, comp_reason, comp_reduced, comp_red_reason
+
+
+def _choices_to_flip(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int],
+                     settled: set[tuple[int, int]], sol: tuple, graph: Graph,
+                     node_index: dict[str, int], registry: RuleRegistry) -> list[tuple[int, int]]:
+    """Choices whose channels all ended up pinned and that have another option left.
+
+    When both ends of a reshape chain are stuck (a channel shuffle: split, transpose, merge), only
+    the upstream one moves this round, so the two ends can meet on a common factor.
+    """
+    labels, _, comp_pinned = sol[0], sol[1], sol[2]
+    stuck: list[tuple[int, int]] = []
+    for key, o in choice.items():
+        if key in settled:
+            continue
+        i, c = key
+        opts, _ = nodes[i].choices[c]
+        carriers = opts[o].carriers
+        if not carriers:
+            continue
+        atoms = np.concatenate(carriers)
+        if len(atoms) == 0 or not comp_pinned[labels[atoms]].all():
+            continue
+        if o + 1 < len(opts):
+            stuck.append(key)
+        else:
+            choice[key] = 0  # every option is pinned: keep the first, the most natural
+            settled.add(key)
+    stuck_nodes = {nodes[i].node.name for i, _ in stuck}
+    flips = []
+    for key in stuck:
+        if not _has_stuck_ancestor(nodes[key[0]].node, stuck_nodes, graph, registry):
+            flips.append(key)
+    return flips
+
+
+def _has_stuck_ancestor(node: OpNode, stuck: set[str], graph: Graph, registry: RuleRegistry,
+                        depth: int = 6) -> bool:
+    frontier = [node]
+    for _ in range(depth):
+        nxt = []
+        for op in frontier:
+            for _, v in graph.inputs(op)[:1]:
+                prod = graph.producer(v)
+                if prod is None:
+                    continue
+                if prod.name in stuck:
+                    return True
+                if registry.is_view_like(prod.op):
+                    nxt.append(prod)
+        frontier = nxt
+    return False

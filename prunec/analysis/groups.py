@@ -1,0 +1,205 @@
+"""Zero-invariant groups: the public result of the channel analysis.
+
+A `Group` is a set of parameter slices coupled channel by channel (a conv's filters, its BN's
+affine and running stats, the next conv's input columns, ...). It has `channel_count` channels;
+each channel is one zero-invariant unit: its slices of every member are removed together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from prunec.analysis.coupling import CouplingResult
+from prunec.ir.graph import Graph
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Indices `indices` of axis `dim` of state_dict entry `param` (original numbering)."""
+
+    param: str
+    dim: int
+    indices: tuple[int, ...]
+
+    def __str__(self) -> str:
+        return f"{self.param}[dim {self.dim}: {_ranges(self.indices)}]"
+
+
+def _ranges(idx: Sequence[int]) -> str:
+    """Compact text of sorted indices: '0-3,7,9-10'."""
+    if not idx:
+        return "-"
+    out: list[str] = []
+    start = prev = idx[0]
+    for i in list(idx[1:]) + [None]:  # type: ignore[list-item]
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        out.append(f"{start}" if start == prev else f"{start}-{prev}")
+        if i is not None:
+            start = prev = i
+    return ",".join(out)
+
+
+@dataclass(frozen=True, eq=False)
+class Group:
+    """Coupled parameter slices; `members` hold every channel, in original numbering."""
+
+    id: int
+    members: tuple[Slice, ...]
+    channel_count: int
+    zero_invariant: bool = True
+    notes: tuple[str, ...] = ()
+    """Why the group is not zero-invariant (which op mixes its channels), if it is not."""
+    channel_of: tuple[np.ndarray, ...] = field(default=(), repr=False)
+    """Per member: the group channel (0..channel_count-1) of each entry of `indices`."""
+    components: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    """Atom component id of each channel (internal: links channels back to the IR)."""
+
+    @property
+    def name(self) -> str:
+        """A readable name: the first producing member (a dim-0 slice), else the first member."""
+        head = next((m for m in self.members if m.dim == 0), self.members[0])
+        return f"{head.param}[{head.dim}]"
+
+    def channel_members(self, channels: Iterable[int]) -> tuple[Slice, ...]:
+        """The member slices of the given channels only."""
+        chosen = np.zeros(self.channel_count, dtype=bool)
+        chosen[np.asarray(list(channels), dtype=np.int64)] = True
+        out = []
+        for m, ch in zip(self.members, self.channel_of):
+            sel = np.asarray(m.indices, dtype=np.int64)[chosen[ch]]
+            if len(sel):
+                out.append(Slice(m.param, m.dim, tuple(int(i) for i in sel)))
+        return tuple(out)
+
+    def select(self, channels: Iterable[int]) -> RemovedGroup:
+        """A record of removing `channels` of this group."""
+        chans = tuple(sorted({int(c) for c in channels}))
+        return RemovedGroup(self.id, self.name, chans, self.channel_members(chans), self.zero_invariant,
+                            self.notes)
+
+    def __str__(self) -> str:
+        zi = "" if self.zero_invariant else "  (not zero-invariant: " + "; ".join(self.notes) + ")"
+        lines = [f"group {self.id} '{self.name}': {self.channel_count} channels{zi}"]
+        lines += [f"  {m}" for m in self.members]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RemovedGroup:
+    """The channels removed from one group, as member slices in the original numbering."""
+
+    group_id: int
+    name: str
+    channels: tuple[int, ...]
+    members: tuple[Slice, ...]
+    zero_invariant: bool = True
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PinnedParam:
+    """An axis of a parameter that stays whole, and the first reason found."""
+
+    param: str
+    dim: int
+    reason: str
+
+
+def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], list[PinnedParam]]:
+    """Partition the unpinned components holding parameter atoms into groups."""
+    table, labels = result.atoms, result.labels
+    state_slots = [sid for sid, vname in enumerate(table.slot_value) if graph.value(vname).is_state]
+    if not state_slots:
+        return [], []
+    atoms = np.concatenate([table.atoms(s) for s in state_slots])
+    slot_of = np.concatenate([np.full(int(table.slot_size[s]), s, dtype=np.int64) for s in state_slots])
+    comp = labels[atoms]
+    pinned_params = _pinned_params(graph, result, atoms, slot_of, comp)
+
+    free = ~result.comp_pinned[comp]
+    atoms, slot_of, comp = atoms[free], slot_of[free], comp[free]
+    if len(atoms) == 0:
+        return [], pinned_params
+
+    # comps sharing a parameter slot belong to one group: components of the comp-slot graph
+    pairs = np.unique(np.stack([comp, slot_of]), axis=1)
+    ucomps, comp_local = np.unique(pairs[0], return_inverse=True)
+    uslots, slot_local = np.unique(pairs[1], return_inverse=True)
+    n = len(ucomps) + len(uslots)
+    bip = coo_matrix((np.ones(pairs.shape[1], np.int8), (comp_local, len(ucomps) + slot_local)), shape=(n, n))
+    _, glabel = connected_components(bip, directed=False)
+    group_of_comp = np.full(result.num_components, -1, dtype=np.int64)
+    group_of_comp[ucomps] = glabel[: len(ucomps)]
+
+    # channel order inside a group: by the first atom of each component
+    first_atom = np.full(result.num_components, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_atom, comp, atoms)
+    g_of_atom = group_of_comp[comp]
+    order_groups = np.unique(g_of_atom)
+    # number groups by their first atom, so ids follow the graph's order
+    g_first = {int(g): int(first_atom[ucomps[glabel[: len(ucomps)] == g]].min()) for g in order_groups}
+    renumber = {g: i for i, g in enumerate(sorted(g_first, key=g_first.__getitem__))}
+
+    sort = np.lexsort((atoms, slot_of, g_of_atom))
+    atoms, slot_of, comp, g_of_atom = atoms[sort], slot_of[sort], comp[sort], g_of_atom[sort]
+    bounds = np.flatnonzero(np.diff(g_of_atom)) + 1
+    groups: list[Group] = []
+    for seg in np.split(np.arange(len(atoms)), bounds):
+        g = int(g_of_atom[seg[0]])
+        seg_comps = np.unique(comp[seg])
+        seg_comps = seg_comps[np.argsort(first_atom[seg_comps], kind="stable")]
+        channel_index = np.full(result.num_components, -1, dtype=np.int64)
+        channel_index[seg_comps] = np.arange(len(seg_comps))
+        members: list[Slice] = []
+        chan_of: list[np.ndarray] = []
+        s_slots = slot_of[seg]
+        sb = np.flatnonzero(np.diff(s_slots)) + 1
+        for sub in np.split(seg, sb):
+            sid = int(slot_of[sub[0]])
+            value = graph.value(table.slot_value[sid])
+            idx = atoms[sub] - int(table.slot_start[sid])
+            members.append(Slice(str(value.param), table.slot_axis[sid], tuple(int(i) for i in idx)))
+            chan_of.append(channel_index[comp[sub]])
+        reduced = result.comp_reduced[seg_comps]
+        notes = tuple(dict.fromkeys(result.reasons[r] for r in result.comp_reduce_reason[seg_comps[reduced]]))
+        groups.append(Group(renumber[g], tuple(members), len(seg_comps), not bool(reduced.any()), notes,
+                            tuple(chan_of), seg_comps))
+    groups.sort(key=lambda gr: gr.id)
+    return groups, pinned_params
+
+
+def _pinned_params(graph: Graph, result: CouplingResult, atoms: np.ndarray, slot_of: np.ndarray,
+                   comp: np.ndarray) -> list[PinnedParam]:
+    """Axes 0/1 of parameters that are entirely pinned, with the reason of their first atom."""
+    out: list[PinnedParam] = []
+    pinned = result.comp_pinned[comp]
+    table = result.atoms
+    for sid in np.unique(slot_of):
+        axis = table.slot_axis[int(sid)]
+        if axis > 1:
+            continue
+        mask = slot_of == sid
+        if not pinned[mask].all() or table.slot_size[int(sid)] <= 1:
+            continue
+        rid = int(result.comp_pin_reason[comp[mask][0]])
+        value = graph.value(table.slot_value[int(sid)])
+        out.append(PinnedParam(str(value.param), axis, result.reasons[rid] if rid >= 0 else "pinned"))
+    return out
+
+
+def removal_keep_mask(result: CouplingResult, groups: Sequence[Group],
+                      removed: Mapping[int, Sequence[int]]) -> np.ndarray:
+    """Boolean keep mask over atoms for removing `removed[group id]` channels of each group."""
+    by_id = {g.id: g for g in groups}
+    drop_comp = np.zeros(result.num_components, dtype=bool)
+    for gid, chans in removed.items():
+        if len(chans):
+            drop_comp[by_id[gid].components[np.asarray(list(chans), dtype=np.int64)]] = True
+    return ~drop_comp[result.labels]

@@ -1,0 +1,239 @@
+"""The one-call API: `analyze` and `prune`."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from prunec.analysis.cost import graph_macs
+from prunec.analysis.coupling import analyse_couplings
+from prunec.analysis.groups import RemovedGroup, build_groups
+from prunec.analysis.result import Analysis
+from prunec.errors import InputError, TargetError
+from prunec.frontends.torch_export import trace
+from prunec.inputs import ExampleInputs, ExampleInputsLike
+from prunec.pipeline import Pass, PassManager, PruneState, parse_pipeline
+from prunec.report import LayerChange, PruneReport
+from prunec.rules.registry import RULES, RuleRegistry
+from prunec.targets import Target
+from prunec.verify import VerificationReport
+
+OUTPUT_KINDS = ("auto", "module", "graph_module")
+
+
+def _load_builtins() -> None:
+    import prunec.passes  # noqa: F401  (registers built-in passes and criteria)
+    import prunec.rules  # noqa: F401  (registers built-in op rules)
+    from prunec.plugins import load_plugins
+
+    load_plugins()
+
+
+def _resolve_ignore(model: nn.Module, ignore: Iterable[str | nn.Module]) -> list[str]:
+    names = {id(m): n for n, m in model.named_modules()}
+    all_names = [n for n, _ in model.named_modules() if n]
+    paths: list[str] = []
+    for item in ignore:
+        if isinstance(item, nn.Module):
+            if id(item) not in names:
+                raise InputError(f"ignore= holds a {type(item).__name__} that is not a submodule of the model")
+            paths.append(names[id(item)])
+        elif isinstance(item, str):
+            if item not in all_names:
+                close = difflib.get_close_matches(item, all_names, n=3)
+                hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+                raise InputError(f"ignore= names module {item!r}, which the model does not have{hint}")
+            paths.append(item)
+        else:
+            raise InputError(f"ignore= takes module names or modules, got {type(item).__name__}")
+    return paths
+
+
+def _ignore_pins(graph: Any, table_atoms: Callable[[str], list[np.ndarray]], paths: Sequence[str]
+                 ) -> list[tuple[np.ndarray, str]]:
+    pins: list[tuple[np.ndarray, str]] = []
+    for path in paths:
+        inside = {op.name for op in graph.ops()
+                  if op.origin is not None and (op.origin == path or op.origin.startswith(path + "."))}
+        for op_name in inside:
+            for v in graph.outputs(graph.op(op_name)):
+                leaves = v.name in graph.graph_outputs or any(
+                    c.name not in inside for c, _ in graph.consumers(v))
+                if leaves:
+                    pins += [(a, f"output of ignored module '{path}'") for a in table_atoms(v.name)]
+    return pins
+
+
+def analyze(model: nn.Module, example_inputs: ExampleInputsLike, *, ignore: Iterable[str | nn.Module] = (),
+            strict: bool = False, rules: RuleRegistry | None = None) -> Analysis:
+    """Trace `model` and find its zero-invariant groups of coupled parameter slices.
+
+    Args:
+        model: the model; it is not modified.
+        example_inputs: a tensor, a tuple of positional tensors or a dict of keyword tensors.
+        ignore: modules (or names) whose output channels must be kept.
+        strict: raise UnsupportedOpError instead of pinning ops that have no rule.
+        rules: a rule registry (default: the global one with the built-in ATen rules).
+
+    Returns:
+        An Analysis: `.groups` (each with `.members` as Slice(param, dim, indices)), `.pinned`.
+    """
+    _load_builtins()
+    inputs = ExampleInputs.from_user(example_inputs)
+    paths = _resolve_ignore(model, ignore)
+    traced = trace(model, inputs)
+    graph = traced.graph
+    from prunec.analysis.atoms import AtomTable
+
+    table = AtomTable(graph)
+
+    def atoms_of(value: str) -> list[np.ndarray]:
+        return [table.atoms(s) for s in table.slots_of(graph.value(value))]
+
+    coupling = analyse_couplings(graph, rules or RULES, strict=strict,
+                                 extra_pins=_ignore_pins(graph, atoms_of, paths))
+    groups, pinned_params = build_groups(graph, coupling)
+    return Analysis(graph, tuple(groups), tuple(coupling.pinned), tuple(pinned_params), coupling, traced)
+
+
+@dataclass(frozen=True, eq=False)
+class PruneResult:
+    """The pruned model, what was removed (original numbering) and the report."""
+
+    model: nn.Module
+    removed: tuple[RemovedGroup, ...]
+    report: PruneReport
+    analysis: Analysis
+    verification: VerificationReport | None
+
+    @property
+    def output_kind(self) -> str:
+        """'module' (same classes as the original) or 'graph_module'."""
+        return self.report.output_kind
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameter elements (tied parameters counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def _target_from(ratio: float | None, target: str | Target | None) -> Target:
+    if ratio is not None and target is not None:
+        raise TargetError(f"give either ratio= or target=, not both (got ratio={ratio}, target={target!r})")
+    if ratio is None and target is None:
+        raise TargetError("nothing to prune towards: pass ratio=0.5 (remove half of every group's channels) "
+                          "or target='macs=0.5' / 'params=0.5'")
+    if ratio is not None:
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
+            raise TargetError(f"ratio must be a number in [0, 1), got {ratio!r}")
+        return Target("ratio", float(ratio))
+    return Target.parse(target)  # type: ignore[arg-type]
+
+
+def _default_passes(criterion: Any, output: str, verify: bool) -> list[Pass]:
+    from prunec.passes import RewriteGraphModulePass, RewriteModulePass, SelectUniformPass, VerifyPass
+    from prunec.scoring import ScoreGroupsPass, get_criterion
+
+    passes: list[Pass] = [ScoreGroupsPass(criterion=get_criterion(criterion)), SelectUniformPass()]
+    passes.append(RewriteGraphModulePass() if output == "graph_module" else RewriteModulePass())
+    if verify:
+        passes.append(VerifyPass(fallback=output == "auto"))
+    return passes
+
+
+def prune(model: nn.Module, example_inputs: ExampleInputsLike, *, ratio: float | None = None,
+          target: str | Target | None = None, criterion: Any = "l2",
+          ignore: Iterable[str | nn.Module] = (), round_to: int | None = None, strict: bool = False,
+          inplace: bool = False, verify: bool = True, output: str = "auto",
+          pipeline: str | Sequence[Pass] | None = None, calibration: Sequence[ExampleInputsLike] = (),
+          loss_fn: Callable[[Any, int], torch.Tensor] | None = None, tolerance: float = 1e-4,
+          rules: RuleRegistry | None = None) -> PruneResult:
+    """Prune `model` into a physically smaller one and verify it.
+
+    Args:
+        model: the model; untouched unless `inplace=True`.
+        example_inputs: a tensor, a tuple of positional tensors or a dict of keyword tensors.
+        ratio: remove this fraction of every prunable group's channels (lowest scores first).
+        target: 'macs=0.5' or 'params=0.5': keep at most this share (instead of `ratio`).
+        criterion: importance criterion name ('l2', 'l1', ...) or a Criterion instance.
+        ignore: modules (or names) whose output channels must be kept.
+        round_to: keep channel counts multiples of this (hardware-friendly widths).
+        strict: raise UnsupportedOpError for ops without a rule instead of pinning them.
+        inplace: modify `model` itself.
+        verify: check the contract (zeroed original == pruned) and raise VerificationError if not.
+        output: 'module' (same classes), 'graph_module', or 'auto' (module, else GraphModule).
+        pipeline: replace the default passes (text such as 'l2,select-uniform,rewrite-module,verify'
+            or a list of Pass objects).
+        calibration: input batches for data-driven criteria.
+        loss_fn: loss(output, batch_index) for gradient-based criteria.
+        tolerance: maximum relative output difference allowed by verification.
+        rules: a rule registry (default: the global one).
+
+    Returns:
+        PruneResult with `.model`, `.removed` (Slice form, original numbering) and `.report`.
+
+    Raises:
+        TargetError, InputError, TraceError, UnsupportedOpError (strict), VerificationError.
+    """
+    _load_builtins()
+    if output not in OUTPUT_KINDS:
+        raise InputError(f"output={output!r}; use one of {', '.join(OUTPUT_KINDS)}")
+    tgt = _target_from(ratio, target)
+    if round_to is not None and (not isinstance(round_to, int) or round_to < 1):
+        raise TargetError(f"round_to must be a positive integer, got {round_to!r}")
+    inputs = ExampleInputs.from_user(example_inputs)
+    params_before = count_params(model)
+    working = model if inplace else copy.deepcopy(model)
+    analysis = analyze(working, inputs, ignore=ignore, strict=strict, rules=rules)
+    state = PruneState(model=working, inputs=inputs, analysis=analysis, target=tgt, round_to=round_to,
+                       strict=strict, calibration=tuple(ExampleInputs.from_user(c) for c in calibration),
+                       loss_fn=loss_fn, tolerance=tolerance)
+    if pipeline is None:
+        passes = _default_passes(criterion, output, verify)
+    elif isinstance(pipeline, str):
+        passes = parse_pipeline(pipeline)
+    else:
+        passes = list(pipeline)
+    state = PassManager(passes).run(state)
+    return _result(model, state, params_before)
+
+
+def _result(original: nn.Module, state: PruneState, params_before: int) -> PruneResult:
+    analysis = state.analysis
+    assert analysis is not None  # analyze() ran above
+    masks = state.masks or {}
+    pruned = state.pruned if state.pruned is not None else state.model
+    removed = tuple(analysis.group(gid).select(ch) for gid, ch in sorted(masks.items()) if ch)
+    keep = analysis.keep_mask(masks)
+    shapes = analysis.new_shapes(keep)
+    layers = []
+    for name, axes in analysis.state_changes(keep).items():
+        v = next(v for v in analysis.graph.state_values() if v.param == name)
+        for dim, kept in axes.items():
+            layers.append(LayerChange(name, dim, v.shape[dim], len(kept)))
+    report = PruneReport(
+        model=type(original).__name__,
+        params_before=params_before,
+        params_after=count_params(pruned),
+        macs_before=graph_macs(analysis.graph),
+        macs_after=graph_macs(analysis.graph, shapes),
+        groups_found=len(analysis.groups),
+        groups_pruned=len(removed),
+        channels_total=analysis.prunable_channels,
+        channels_removed=sum(len(r.channels) for r in removed),
+        output_kind=state.output_kind or "module",
+        verification=state.verification,
+        pinned=analysis.pinned,
+        pinned_params=analysis.pinned_params,
+        not_zero_invariant=tuple(f"{r.name}: {'; '.join(r.notes)}" for r in removed if not r.zero_invariant),
+        layers=tuple(layers),
+        notes=state.notes,
+    )
+    return PruneResult(pruned, removed, report, analysis, state.verification)

@@ -1,0 +1,283 @@
+"""Torch frontend: trace an nn.Module with torch.export (ATen level) into prunec's IR.
+
+ATen is a finite op vocabulary, so the rule table can cover it; torch.export handles Python
+control flow, keyword inputs and shared modules by running the model on fake tensors, and names
+every lifted parameter by its state_dict key. Nothing here mutates the user's model: training
+flags are restored on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx
+
+from prunec.errors import InputError, TraceError
+from prunec.inputs import ExampleInputs
+from prunec.ir.graph import Graph, OpNode, Value, ValueKind
+
+
+@dataclass
+class TracedTorch:
+    """What the torch frontend hands to analysis and rewrite."""
+
+    graph: Graph
+    exported: torch.export.ExportedProgram
+    inputs: ExampleInputs
+    fx_to_value: dict[str, str] = field(default_factory=dict)
+    """fx node name -> IR value name (tied placeholders share one value)."""
+    state_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """canonical state_dict name -> every state_dict name of the same tensor."""
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode, then restore each one's own flag."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def op_key(target: Any) -> str:
+    """'aten::conv2d' for torch.ops.aten.conv2d.default; a readable name for anything else."""
+    schema = getattr(target, "_schema", None)
+    if schema is not None:
+        return str(schema.name)
+    name = getattr(target, "__name__", None) or str(target)
+    module = getattr(target, "__module__", None) or "python"
+    return f"{module}::{name}"
+
+
+def _concrete(v: Any) -> Any:
+    """Turn fx nodes holding symbolic ints (and containers of them) into plain Python values."""
+    if isinstance(v, torch.fx.Node):
+        val = v.meta.get("val")
+        if isinstance(val, (torch.SymInt, torch.SymFloat, torch.SymBool)):
+            return val.node.hint if hasattr(val.node, "hint") else int(val)
+        return val
+    if isinstance(v, (list, tuple)):
+        return type(v)(_concrete(x) for x in v)
+    if isinstance(v, torch.SymInt):
+        return int(v)
+    return v
+
+
+def _shape(t: Any) -> tuple[int, ...]:
+    return tuple(int(s) for s in t.shape)
+
+
+def _module_of(node: torch.fx.Node) -> tuple[str | None, str | None]:
+    stack = node.meta.get("nn_module_stack")
+    if not stack:
+        return None, None
+    path, cls = list(stack.values())[-1]
+    cls_name = cls if isinstance(cls, str) else f"{cls.__module__}.{cls.__qualname__}"
+    return str(path).split("@")[0] or None, cls_name
+
+
+def _is_tensor(v: Any) -> bool:
+    return isinstance(v, torch.Tensor)
+
+
+def _export(model: torch.nn.Module, inputs: ExampleInputs) -> torch.export.ExportedProgram:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.export.export(model, tuple(inputs.args), dict(inputs.kwargs), strict=False)
+
+
+def trace(model: torch.nn.Module, inputs: ExampleInputs) -> TracedTorch:
+    """Trace `model` on `inputs` into the IR; raise TraceError/InputError with the cause."""
+    if not isinstance(model, torch.nn.Module):
+        raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    if not inputs.tensors():
+        raise InputError("example_inputs hold no tensor; pass at least one input tensor")
+    with eval_mode(model):
+        try:
+            ep = _export(model, inputs)
+        except Exception as exc:  # noqa: BLE001 - any failure of export is reported with its cause
+            _raise_trace_error(model, inputs, exc)
+    return _build(model, ep, inputs)
+
+
+def _raise_trace_error(model: torch.nn.Module, inputs: ExampleInputs, exc: Exception) -> None:
+    on_meta = any(t.device.type == "meta" for t in inputs.tensors())
+    if not on_meta:
+        try:
+            with torch.no_grad():
+                inputs.call(model)
+        except Exception as run_exc:  # noqa: BLE001 - the model itself fails on these inputs
+            raise InputError(
+                f"the model fails on the example inputs {inputs.describe()}: "
+                f"{type(run_exc).__name__}: {str(run_exc).splitlines()[0] if str(run_exc) else ''}. "
+                "Pass inputs of the shape, dtype and device the model expects.") from run_exc
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    raise TraceError(
+        f"torch.export could not trace {type(model).__name__} on inputs {inputs.describe()}: "
+        f"{type(exc).__name__}: {first}. The model runs eagerly, so a Python construct blocks "
+        "tracing (data-dependent control flow, .item()/.tolist() on tensors, unsupported "
+        "library calls). Rewrite that construct, or wrap it in a custom op with a prunec rule.") from exc
+
+
+def _build(model: torch.nn.Module, ep: torch.export.ExportedProgram, inputs: ExampleInputs) -> TracedTorch:
+    sig = ep.graph_signature
+    graph = Graph()
+    traced = TracedTorch(graph=graph, exported=ep, inputs=inputs)
+
+    # tied weights: one tensor, several state_dict names -> one IR value
+    by_id: dict[int, list[str]] = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        by_id.setdefault(id(t), []).append(name)
+    named = dict(model.named_parameters(remove_duplicate=False))
+    named.update(dict(model.named_buffers(remove_duplicate=False)))
+    state_keys = set(model.state_dict(keep_vars=True).keys())
+    value_of_tensor: dict[int, str] = {}
+
+    kinds = {spec.arg.name: spec for spec in sig.input_specs if hasattr(spec.arg, "name")}
+    for node in ep.graph.nodes:
+        if node.op == "placeholder":
+            _add_placeholder(node, kinds.get(node.name), graph, traced, named, state_keys, by_id,
+                             value_of_tensor)
+        elif node.op == "call_function":
+            _add_call(node, graph, traced)
+        elif node.op == "get_attr":
+            val = node.meta.get("val")
+            if _is_tensor(val):
+                graph.add_value(Value(node.name, _shape(val), str(val.dtype), ValueKind.CONSTANT))
+                traced.fx_to_value[node.name] = node.name
+        elif node.op == "output":
+            leaves, _ = torch.utils._pytree.tree_flatten(node.args[0])
+            for leaf in leaves:
+                if isinstance(leaf, torch.fx.Node) and leaf.name in traced.fx_to_value:
+                    graph.graph_outputs.append(traced.fx_to_value[leaf.name])
+    graph.lint()
+    return traced
+
+
+def _add_placeholder(node: torch.fx.Node, spec: Any, graph: Graph, traced: TracedTorch,
+                     named: dict[str, torch.Tensor], state_keys: set[str],
+                     by_id: dict[int, list[str]], value_of_tensor: dict[int, str]) -> None:
+    val = node.meta.get("val")
+    if not _is_tensor(val):
+        return
+    from torch.export.graph_signature import InputKind
+
+    kind = spec.kind if spec is not None else InputKind.USER_INPUT
+    target = getattr(spec, "target", None)
+    if kind == InputKind.USER_INPUT:
+        graph.add_value(Value(node.name, _shape(val), str(val.dtype), ValueKind.INPUT))
+        graph.graph_inputs.append(node.name)
+        traced.fx_to_value[node.name] = node.name
+        return
+    if not node.users:
+        return  # unused state: nothing reads it, nothing to prune
+    tensor = named.get(target) if target is not None else None
+    if tensor is not None and id(tensor) in value_of_tensor:
+        traced.fx_to_value[node.name] = value_of_tensor[id(tensor)]  # tied with an earlier one
+        return
+    if kind == InputKind.PARAMETER and target in state_keys:
+        vkind = ValueKind.PARAM
+    elif kind == InputKind.BUFFER and target in state_keys and getattr(spec, "persistent", True):
+        vkind = ValueKind.BUFFER
+    else:
+        vkind = ValueKind.CONSTANT
+    aliases: tuple[str, ...] = ()
+    if tensor is not None and vkind != ValueKind.CONSTANT:
+        aliases = tuple(n for n in by_id.get(id(tensor), []) if n != target)
+        traced.state_aliases[target] = (target, *aliases)
+    graph.add_value(Value(node.name, _shape(val), str(val.dtype), vkind,
+                          param=target if vkind != ValueKind.CONSTANT else None, aliases=aliases))
+    traced.fx_to_value[node.name] = node.name
+    if tensor is not None:
+        value_of_tensor[id(tensor)] = node.name
+
+
+def _add_call(node: torch.fx.Node, graph: Graph, traced: TracedTorch) -> None:
+    if node.target is operator.getitem:
+        return  # multi-output ops define their getitem values themselves
+    val = node.meta.get("val")
+    out_vals = list(val) if isinstance(val, (list, tuple)) else [val]
+    if not any(_is_tensor(v) for v in out_vals) and not _reads_tensors(node, traced):
+        return  # pure Python/SymInt arithmetic
+    inputs, attrs = _normalize_args(node, traced)
+    outputs: list[str] = []
+    if isinstance(val, (list, tuple)):
+        getitems = {u.args[1]: u for u in node.users if u.target is operator.getitem}
+        for i, v in enumerate(out_vals):
+            if not _is_tensor(v):
+                continue
+            name = getitems[i].name if i in getitems else f"{node.name}.out{i}"
+            graph.add_value(Value(name, _shape(v), str(v.dtype)))
+            traced.fx_to_value[name] = name
+            outputs.append(name)
+    elif _is_tensor(val):
+        graph.add_value(Value(node.name, _shape(val), str(val.dtype)))
+        traced.fx_to_value[node.name] = node.name
+        outputs.append(node.name)
+    origin, cls = _module_of(node)
+    graph.add_op(OpNode(node.name, op_key(node.target), attrs, origin, cls, node.target), inputs, outputs)
+
+
+def _reads_tensors(node: torch.fx.Node, traced: TracedTorch) -> bool:
+    found = False
+
+    def visit(a: torch.fx.Node) -> torch.fx.Node:
+        nonlocal found
+        if a.name in traced.fx_to_value:
+            found = True
+        return a
+    torch.fx.node.map_arg((node.args, node.kwargs), visit)
+    return found
+
+
+def _normalize_args(node: torch.fx.Node, traced: TracedTorch) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """Split a call's arguments into tensor ports and plain attributes, by schema name."""
+    schema = getattr(node.target, "_schema", None)
+    inputs: list[tuple[str, str]] = []
+    attrs: dict[str, Any] = {}
+    if schema is None:
+        flat = list(node.args) + list(node.kwargs.values())
+        for i, a in enumerate(flat):
+            _classify(f"arg{i}", a, inputs, attrs, traced)
+        return inputs, attrs
+    positional = list(node.args)
+    for i, arg in enumerate(schema.arguments):
+        if i < len(positional):
+            value = positional[i]
+        elif arg.name in node.kwargs:
+            value = node.kwargs[arg.name]
+        elif arg.has_default_value():
+            value = arg.default_value
+        else:
+            continue
+        _classify(arg.name, value, inputs, attrs, traced)
+    return inputs, attrs
+
+
+def _classify(name: str, value: Any, inputs: list[tuple[str, str]], attrs: dict[str, Any],
+              traced: TracedTorch) -> None:
+    if isinstance(value, torch.fx.Node) and value.name in traced.fx_to_value:
+        inputs.append((name, traced.fx_to_value[value.name]))
+        return
+    if isinstance(value, (list, tuple)) and any(
+            isinstance(v, torch.fx.Node) and v.name in traced.fx_to_value for v in value):
+        ports: list[str | None] = []
+        for j, v in enumerate(value):
+            if isinstance(v, torch.fx.Node) and v.name in traced.fx_to_value:
+                port = f"{name}.{j}"
+                inputs.append((port, traced.fx_to_value[v.name]))
+                ports.append(port)
+            else:
+                ports.append(None if v is None else _concrete(v))
+        attrs[name] = tuple(ports)
+        return
+    attrs[name] = _concrete(value)

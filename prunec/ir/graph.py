@@ -1,0 +1,207 @@
+"""The IR: a traced model as a bipartite networkx graph of ops and tensor values.
+
+This is the only module that imports networkx. Ops and values are frozen records; the graph alone
+owns connectivity. Edges run value -> op (an input, keyed by port name) and op -> value (an output,
+keyed by output index).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+
+import networkx as nx
+
+from prunec.errors import IRError
+
+_EMPTY: Mapping[str, object] = MappingProxyType({})
+
+
+class ValueKind(str, Enum):
+    """Where a value comes from."""
+
+    INPUT = "input"  # a model input
+    PARAM = "param"  # a parameter, named in the model's state_dict
+    BUFFER = "buffer"  # a persistent buffer, named in the model's state_dict
+    CONSTANT = "constant"  # a tensor the model holds but not in state_dict (never pruned)
+    ACTIVATION = "activation"  # computed by an op
+
+
+@dataclass(frozen=True)
+class Value:
+    """A tensor flowing between ops."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    kind: ValueKind = ValueKind.ACTIVATION
+    param: str | None = None
+    """For PARAM/BUFFER: its name in the original model's state_dict."""
+    aliases: tuple[str, ...] = ()
+    """Other state_dict names of the same tensor (tied weights)."""
+
+    @property
+    def rank(self) -> int:
+        """Number of axes."""
+        return len(self.shape)
+
+    @property
+    def is_state(self) -> bool:
+        """True for parameters and persistent buffers (the things pruning slices)."""
+        return self.kind in (ValueKind.PARAM, ValueKind.BUFFER)
+
+
+@dataclass(frozen=True, eq=False)
+class OpNode:
+    """One operation. `op` is an open key: 'aten.conv2d', 'onnx::Conv', 'mylib.fused_attn'."""
+
+    name: str
+    op: str
+    attrs: Mapping[str, object] = field(default_factory=lambda: _EMPTY)
+    """Non-tensor arguments by schema name (normalized: groups, dim, eps, ...)."""
+    origin: str | None = None
+    """Module path (torch) or node name (ONNX), for messages."""
+    module_type: str | None = None
+    """Class of the innermost module that ran this op, when known."""
+    target: object | None = None
+    """The callable the frontend traced (an OpOverload for torch), for interpreters."""
+
+    def __repr__(self) -> str:
+        return f"OpNode({self.name!r}, {self.op!r})"
+
+
+def _op_key(name: str) -> tuple[str, str]:
+    return ("op", name)
+
+
+def _value_key(name: str) -> tuple[str, str]:
+    return ("value", name)
+
+
+class Graph:
+    """A traced model: ops and values in a networkx.MultiDiGraph; edges carry port names."""
+
+    def __init__(self) -> None:
+        self._g = nx.MultiDiGraph()
+        self._ops: list[OpNode] = []
+        self._values: dict[str, Value] = {}
+        self._op_by_name: dict[str, OpNode] = {}
+        self._inputs: dict[str, list[tuple[str, str]]] = {}
+        self._outputs: dict[str, list[str]] = {}
+        self._producer: dict[str, str] = {}
+        self._consumers: dict[str, list[tuple[str, str]]] = {}
+        self.graph_inputs: list[str] = []
+        self.graph_outputs: list[str] = []
+
+    # -- construction --------------------------------------------------------------------------
+    def add_value(self, value: Value) -> Value:
+        """Add a value; names must be unique."""
+        if value.name in self._values:
+            raise IRError(f"value {value.name!r} is defined twice; frontends must name values uniquely")
+        self._values[value.name] = value
+        self._consumers[value.name] = []
+        self._g.add_node(_value_key(value.name))
+        return value
+
+    def add_op(self, op: OpNode, inputs: list[tuple[str, str]], outputs: list[str]) -> OpNode:
+        """Add an op reading `inputs` ([(port, value name)]) and defining `outputs` (value names).
+
+        Ops must be added in topological order: every input must already exist.
+        """
+        if op.name in self._op_by_name:
+            raise IRError(f"op {op.name!r} is defined twice; frontends must name ops uniquely")
+        for _, vname in inputs:
+            if vname not in self._values:
+                raise IRError(f"op {op.name!r} reads undefined value {vname!r}; add values first")
+        for vname in outputs:
+            if vname not in self._values:
+                raise IRError(f"op {op.name!r} defines unknown value {vname!r}; add it first")
+            if vname in self._producer:
+                raise IRError(f"value {vname!r} has two producers: {self._producer[vname]!r} and {op.name!r}")
+        self._ops.append(op)
+        self._op_by_name[op.name] = op
+        self._inputs[op.name] = list(inputs)
+        self._outputs[op.name] = list(outputs)
+        self._g.add_node(_op_key(op.name))
+        for port, vname in inputs:
+            self._g.add_edge(_value_key(vname), _op_key(op.name), key=port)
+            self._consumers[vname].append((op.name, port))
+        for i, vname in enumerate(outputs):
+            self._g.add_edge(_op_key(op.name), _value_key(vname), key=i)
+            self._producer[vname] = op.name
+        return op
+
+    # -- queries -------------------------------------------------------------------------------
+    def ops(self) -> Iterator[OpNode]:
+        """Ops in topological order."""
+        return iter(self._ops)
+
+    def values(self) -> Iterator[Value]:
+        """All values in definition order."""
+        return iter(self._values.values())
+
+    def value(self, name: str) -> Value:
+        """The value called `name`."""
+        try:
+            return self._values[name]
+        except KeyError:
+            raise IRError(f"no value named {name!r} in the graph") from None
+
+    def op(self, name: str) -> OpNode:
+        """The op called `name`."""
+        try:
+            return self._op_by_name[name]
+        except KeyError:
+            raise IRError(f"no op named {name!r} in the graph") from None
+
+    def has_op(self, name: str) -> bool:
+        """Whether an op of that name exists."""
+        return name in self._op_by_name
+
+    def inputs(self, op: OpNode) -> list[tuple[str, Value]]:
+        """The op's tensor inputs as (port, value), in argument order."""
+        return [(port, self._values[v]) for port, v in self._inputs[op.name]]
+
+    def outputs(self, op: OpNode) -> list[Value]:
+        """The op's output values, in order."""
+        return [self._values[v] for v in self._outputs[op.name]]
+
+    def producer(self, value: Value | str) -> OpNode | None:
+        """The op that defines `value`, or None for inputs, parameters and constants."""
+        name = value if isinstance(value, str) else value.name
+        op = self._producer.get(name)
+        return None if op is None else self._op_by_name[op]
+
+    def consumers(self, value: Value | str) -> list[tuple[OpNode, str]]:
+        """The ops that read `value`, with the port they read it on."""
+        name = value if isinstance(value, str) else value.name
+        return [(self._op_by_name[o], port) for o, port in self._consumers[name]]
+
+    def state_values(self) -> list[Value]:
+        """Parameters and persistent buffers, in definition order."""
+        return [v for v in self._values.values() if v.is_state]
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def num_values(self) -> int:
+        """Number of values."""
+        return len(self._values)
+
+    def nx_graph(self) -> nx.MultiDiGraph:
+        """A read-only view of the underlying networkx graph (for drawing and custom analyses)."""
+        return self._g.copy(as_view=True)
+
+    def lint(self) -> None:
+        """Check structural invariants; raise IRError naming the first broken one."""
+        defined: set[str] = {v.name for v in self._values.values() if v.name not in self._producer}
+        for op in self._ops:
+            for port, vname in self._inputs[op.name]:
+                if vname not in defined:
+                    raise IRError(f"op {op.name!r} reads {vname!r} on port {port!r} before it is defined")
+            defined.update(self._outputs[op.name])
+        for name in self.graph_outputs:
+            if name not in self._values:
+                raise IRError(f"graph output {name!r} is not a value of the graph")

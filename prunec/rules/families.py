@@ -1,0 +1,208 @@
+"""One-line helpers that register whole op families (JAX's `defbroadcasting` in spirit).
+
+Each helper states the family's channel math once; torch_ops.py and onnx_ops.py list the members.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from prunec.ir.slots import Digit, Slot
+from prunec.rules.api import (
+    Fact,
+    OpView,
+    RuleResult,
+    TensorView,
+    alternatives,
+    couple,
+    decline,
+    free,
+    reduces,
+)
+from prunec.rules.registry import RULES, RuleRegistry
+
+
+def _reg(registry: RuleRegistry | None) -> RuleRegistry:
+    return registry if registry is not None else RULES
+
+
+def same_shape_rule(node: OpView) -> RuleResult:
+    """out[..c..] = f(in[..c..]): every axis of input 0 flows straight to every output."""
+    x = node.input(0)
+    facts: list[Fact] = []
+    for y in node.outputs:
+        if y.shape != x.shape:
+            return decline(f"output shape {y.shape} differs from input shape {x.shape}")
+        facts += [couple(x.axis(k), y.axis(k)) for k in range(x.rank)]
+    for other in node.inputs[1:]:
+        facts += broadcast_facts(other, node.output(0))
+    return facts
+
+
+def elementwise(*ops: str, registry: RuleRegistry | None = None) -> None:
+    """Register unary elementwise ops: out[c] = f(in[c]) on every axis."""
+    _reg(registry).register(ops, same_shape_rule, source=_caller())
+
+
+def broadcast_facts(t: TensorView, y: TensorView) -> list[Fact]:
+    """Couple `t`'s axes to `y`'s under numpy broadcasting; size-1 axes of `t` are left out."""
+    facts: list[Fact] = []
+    shift = y.rank - t.rank
+    if shift < 0:
+        return facts
+    for k in range(t.rank):
+        if t.size(k) == y.size(k + shift):
+            facts.append(couple(t.axis(k), y.axis(k + shift)))
+    return facts
+
+
+def broadcasting_rule(node: OpView) -> RuleResult:
+    """out[c] = f(a[c], b[c], ...): aligned axes couple; broadcast (size-1) axes do not."""
+    facts: list[Fact] = []
+    for y in node.outputs:
+        for t in node.inputs:
+            facts += broadcast_facts(t, y)
+    return facts
+
+
+def broadcasting(*ops: str, registry: RuleRegistry | None = None) -> None:
+    """Register n-ary broadcasting ops (add, mul, where, ...)."""
+    _reg(registry).register(ops, broadcasting_rule, source=_caller())
+
+
+def leading_axes_rule(spatial: int) -> object:
+    """Rule for ops that act on the last `spatial` axes (pooling, resize, reflection pad):
+    channels and batch pass through; the spatial axes are not channels (pinned)."""
+    def rule(node: OpView) -> RuleResult:
+        x = node.input(0)
+        lead = x.rank - spatial
+        if lead < 0:
+            return decline(f"expected at least {spatial} axes, got shape {x.shape}")
+        return [couple(x.axis(k), y.axis(k)) for y in node.outputs for k in range(lead)
+                if y.rank == x.rank]
+    return rule
+
+
+def spatial(spatial_axes: int, *ops: str, registry: RuleRegistry | None = None) -> None:
+    """Register ops that act independently per channel on the last `spatial_axes` axes."""
+    _reg(registry).register(ops, leading_axes_rule(spatial_axes), source=_caller())  # type: ignore[arg-type]
+
+
+def reduce_rule(dims: Sequence[int] | None, keepdim: bool, node: OpView) -> RuleResult:
+    """Reduction over `dims` of input 0: kept axes pass through; reduced axes are mixed."""
+    x = node.input(0)
+    red = sorted({d % x.rank for d in dims}) if dims else list(range(x.rank))
+    facts: list[Fact] = [reduces(x.axis(d), f"'{node.op}' reduces over axis {d}") for d in red]
+    for y in node.outputs:
+        out_axis = 0
+        for k in range(x.rank):
+            if k in red:
+                out_axis += 1 if keepdim else 0
+                continue
+            if out_axis < y.rank and y.size(out_axis) == x.size(k):
+                facts.append(couple(x.axis(k), y.axis(out_axis)))
+            out_axis += 1
+    return facts
+
+
+def metadata_only(*ops: str, registry: RuleRegistry | None = None) -> None:
+    """Register ops that read only shapes/dtypes of their inputs (asserts, size queries)."""
+    def rule(node: OpView) -> RuleResult:
+        return [free(s) for t in node.inputs for s in t.slots()]
+    _reg(registry).register(ops, rule, source=_caller())
+
+
+def creation(*ops: str, registry: RuleRegistry | None = None) -> None:
+    """Register ops that create tensors of a size fixed by constants (arange, zeros, full):
+    their outputs are pinned, and tensor inputs (if any) are only read for metadata."""
+    def rule(node: OpView) -> RuleResult:
+        return [free(s) for t in node.inputs for s in t.slots()]
+    _reg(registry).register(ops, rule, source=_caller())
+
+
+# -- reshapes ---------------------------------------------------------------------------------
+
+def reshape_chunks(src: Sequence[int], dst: Sequence[int]) -> list[tuple[list[int], list[int]]]:
+    """Split a reshape into chunks of consecutive axes with equal products, ignoring size-1 axes.
+
+    (2, 768) -> (2, 12, 64) gives [([0], [0]), ([1], [1, 2])].
+    """
+    si = [i for i, s in enumerate(src) if s != 1]
+    di = [i for i, s in enumerate(dst) if s != 1]
+    chunks: list[tuple[list[int], list[int]]] = []
+    a = b = 0
+    while a < len(si) and b < len(di):
+        ca, cb = [si[a]], [di[b]]
+        pa, pb = src[si[a]], dst[di[b]]
+        a, b = a + 1, b + 1
+        while pa != pb:
+            if pa < pb and a < len(si):
+                pa *= src[si[a]]
+                ca.append(si[a])
+                a += 1
+            elif pb < pa and b < len(di):
+                pb *= dst[di[b]]
+                cb.append(di[b])
+                b += 1
+            else:
+                return chunks
+        chunks.append((ca, cb))
+    return chunks
+
+
+def factor_options(whole: Slot, parts: list[Slot], factors: tuple[int, ...],
+                   whole_is_input: bool, what: str) -> list[list[Fact]]:
+    """One option per factor axis: channels of `whole` follow that factor (outer first)."""
+    options: list[list[Fact]] = []
+    for pos, part in enumerate(parts):
+        c = couple(whole, part, Digit(factors, pos))
+        options.append([c])
+    return options
+
+
+def reshape_facts(x: TensorView, y: TensorView) -> list[Fact]:
+    """Channel flow of any reshape (view, flatten, unflatten, squeeze, unsqueeze).
+
+    Equal axes pass straight through. A split (768 -> 12 x 64) or merge (C, H, W -> C*H*W) offers
+    one alternative per factor: the channels of the whole follow that factor (e.g. heads, or the
+    channel axis of a flatten); the other factors are pinned. Anything more tangled is pinned.
+    """
+    facts: list[Fact] = []
+    for src, dst in reshape_chunks(x.shape, y.shape):
+        if len(src) == 1 and len(dst) == 1:
+            facts.append(couple(x.axis(src[0]), y.axis(dst[0])))
+        elif len(src) == 1:
+            factors = tuple(y.size(d) for d in dst)
+            opts = factor_options(x.axis(src[0]), [y.axis(d) for d in dst], factors, True, "split")
+            facts.append(alternatives(opts, [f"split {x.size(src[0])} -> {'x'.join(map(str, factors))}:"
+                                             f" channels follow factor {i}" for i in range(len(dst))]))
+        elif len(dst) == 1:
+            factors = tuple(x.size(s) for s in src)
+            opts = factor_options(y.axis(dst[0]), [x.axis(s) for s in src], factors, False, "merge")
+            facts.append(alternatives(opts, [f"merge {'x'.join(map(str, factors))} -> {y.size(dst[0])}:"
+                                             f" channels follow factor {i}" for i in range(len(src))]))
+    return facts
+
+
+def reshape_rule(node: OpView) -> RuleResult:
+    """Rule for every reshape-like op (the target shape is read from the output)."""
+    return reshape_facts(node.input(0), node.output(0))
+
+
+def permute_facts(x: TensorView, y: TensorView, perm: Sequence[int]) -> list[Fact]:
+    """y axis k is x axis perm[k]."""
+    return [couple(x.axis(p), y.axis(k)) for k, p in enumerate(perm)]
+
+
+def _caller() -> str:
+    import inspect
+
+    frame = inspect.stack()[2]
+    return f"{frame.filename}:{frame.lineno}"
+
+
+def offsets_of(sizes: Sequence[int]) -> np.ndarray:
+    """Start offset of each part of a concatenation."""
+    return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
