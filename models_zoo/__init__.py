@@ -1,1 +1,21 @@
-"""Reference architectures (random weights) for tests, demos and benchmarks."""
+"""Reference architectures written for prunec (random weights): tests, demos and benchmarks.
+
+Installed as `prunec.zoo`. `ZOO` maps a name to a ZooEntry(build, example_inputs).
+"""
+
+from prunec.zoo import (  # noqa: F401  (each module registers its models)
+    convnext,
+    densenet,
+    ghostnet,
+    inception,
+    mobilenet,
+    regnet,
+    repvgg,
+    resnet,
+    shufflenet,
+    unet,
+    vgg,
+)
+from prunec.zoo.registry import ZOO, ZooEntry, randomize_norms
+
+__all__ = ["ZOO", "ZooEntry", "randomize_norms"]

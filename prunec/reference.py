@@ -43,6 +43,9 @@ class _RemovalAt:
                  shapes: dict[str, tuple[int, ...]]) -> None:
         self.target = target
         self.op = op
+        # fx code generation names the callable
+        self.__name__ = f"removal_at_{op.name}"
+        self.__qualname__ = self.__name__
         graph = analysis.graph
         self.inputs = [(port, analysis.removed_axes(keep, v.name)) for port, v in graph.inputs(op)]
         self.outputs = [(v.shape, analysis.removed_axes(keep, v.name)) for v in graph.outputs(op)]

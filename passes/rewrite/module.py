@@ -22,6 +22,4 @@ class RewriteModulePass(Pass):
         assert analysis is not None and masks is not None  # guaranteed by `requires`
         record = rewrite_module(state.model, analysis, analysis.keep_mask(masks))
         new = state.replace(pruned=state.model, output_kind="module")
-        if record.unfixed:
-            new = new.note("modules with sliced state but no size fixer: " + ", ".join(record.unfixed))
         return PassResult(new, changed=bool(record.sliced))

@@ -16,6 +16,7 @@ from prunec.analysis.cost import graph_macs, graph_params
 from prunec.analysis.result import Analysis
 from prunec.errors import TargetError
 from prunec.pipeline import Artifact, Pass, PassResult, PruneState, register_pass
+from prunec.selection import keep_every_member, lowest
 from prunec.targets import Target
 
 
@@ -34,8 +35,8 @@ def plan_uniform(analysis: Analysis, scores: Mapping[int, np.ndarray], ratio: fl
     masks: dict[int, tuple[int, ...]] = {}
     for g in analysis.groups:
         keep = keep_count(g.channel_count, ratio, round_to, min_keep)
-        order = np.argsort(np.asarray(scores[g.id]), kind="stable")
-        masks[g.id] = tuple(sorted(int(c) for c in order[: g.channel_count - keep]))
+        removed = lowest(scores[g.id], g.channel_count - keep)
+        masks[g.id] = tuple(keep_every_member(g, removed, scores[g.id]))
     return masks
 
 

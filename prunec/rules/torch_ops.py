@@ -718,3 +718,55 @@ def channel_shuffle(node: OpView) -> RuleResult:
     facts.append(couple(x.axis(1), y.axis(1), ArrayMap(src, dst, label=f"channel shuffle g={g}")))
     facts.append(couple(x.axis(1), x.axis(1), ArrayMap(src, j.ravel(), label="same position in every group")))
     return facts
+
+
+@op_rule("aten::index", "aten::_unsafe_index")
+def index(node: OpView) -> RuleResult:
+    """x[i0, i1, ...] with index tensors on some axes: non-indexed axes pass through; indexed
+    axes are read at fixed positions (pinned); the index tensors' axes become output axes."""
+    x, y = node.input(0), node.output(0)
+    spec = node.attr("indices") or ()
+    indexed = [k for k, p in enumerate(spec) if p is not None]  # type: ignore[union-attr]
+    if not indexed:
+        return [couple(x.axis(k), y.axis(k)) for k in range(x.rank)]
+    idx_tensors = [node.input(p) for p in spec if isinstance(p, str)]  # type: ignore[union-attr]
+    if len(idx_tensors) != len(indexed):
+        return decline("index with non-tensor indices is not described")
+    nb = max(t.rank for t in idx_tensors)
+    consecutive = indexed == list(range(indexed[0], indexed[-1] + 1))
+    first = indexed[0] if consecutive else 0
+    facts: list[Fact] = []
+    out = 0
+    for k in range(x.rank):
+        if k == first and consecutive or (not consecutive and out == 0):
+            out += nb
+        if k in indexed:
+            continue
+        if y.size(out) == x.size(k):
+            facts.append(couple(x.axis(k), y.axis(out)))
+        out += 1
+    for t in idx_tensors:
+        shift = first + nb - t.rank
+        facts += [couple(t.axis(k), y.axis(k + shift)) for k in range(t.rank)
+                  if t.size(k) == y.size(k + shift) and t.size(k) > 1]
+    return facts
+
+
+@op_rule("aten::index_select")
+def index_select(node: OpView) -> RuleResult:
+    """y = x.index_select(dim, index): other axes pass; `dim` is read at fixed positions."""
+    x, y = node.input("self"), node.output(0)
+    dim = int(node.attr("dim", 0)) % x.rank  # type: ignore[arg-type]
+    facts: list[Fact] = [couple(x.axis(k), y.axis(k)) for k in range(x.rank) if k != dim]
+    facts.append(couple(node.input("index").axis(0), y.axis(dim)))
+    return facts
+
+
+@op_rule("aten::gather")
+def gather(node: OpView) -> RuleResult:
+    """y[..i..] = x[..index[..i..]..] along `dim`: other axes pass where sizes agree."""
+    x, idx, y = node.input("self"), node.input("index"), node.output(0)
+    dim = int(node.attr("dim", 0)) % x.rank  # type: ignore[arg-type]
+    facts: list[Fact] = [couple(idx.axis(k), y.axis(k)) for k in range(idx.rank)]
+    facts += [couple(x.axis(k), y.axis(k)) for k in range(x.rank) if k != dim and x.size(k) == y.size(k)]
+    return facts
