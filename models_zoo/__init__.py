@@ -4,8 +4,10 @@ Installed as `prunec.zoo`. `ZOO` maps a name to a ZooEntry(build, example_inputs
 """
 
 from prunec.zoo import (  # noqa: F401  (each module registers its models)
+    char_gpt,
     convnext,
     densenet,
+    digits_net,
     ghostnet,
     inception,
     mobilenet,

@@ -21,18 +21,20 @@ class ZooEntry:
     """Returns a tensor, a tuple of tensors or a dict of keyword tensors."""
     covers: tuple[str, ...] = field(default=())
     """Structures the model exercises (for docs and test ids)."""
+    same_class: bool = True
+    """Whether prunec is expected to return the pruned model as its own class (else a GraphModule)."""
 
 
 ZOO: dict[str, ZooEntry] = {}
 
 
-def register(name: str, family: str, example: Callable[[], Any], covers: tuple[str, ...] = ()
-             ) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
+def register(name: str, family: str, example: Callable[[], Any], covers: tuple[str, ...] = (),
+             same_class: bool = True) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
     """Decorator for a builder function: add it to ZOO."""
     def wrap(build: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
         if name in ZOO:
             raise ValueError(f"zoo model {name!r} registered twice")
-        ZOO[name] = ZooEntry(name, family, _seeded(build), example, covers)
+        ZOO[name] = ZooEntry(name, family, _seeded(build), example, covers, same_class)
         return build
     return wrap
 
