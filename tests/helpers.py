@@ -30,13 +30,14 @@ def expected_param_count(model: nn.Module, removed: tuple[prunec.RemovedGroup, .
     for g in removed:
         for s in g.members:
             drops[(s.param, s.dim)].update(s.indices)
-    names = {id(p): n for n, p in model.named_parameters()}
+    names: dict[int, set[str]] = defaultdict(set)
+    for n, p in model.named_parameters(remove_duplicate=False):
+        names[id(p)].add(n)
     total = 0
     for p in model.parameters():
-        name = names[id(p)]
         shape = list(p.shape)
         for (param, dim), idx in drops.items():
-            if param == name:
+            if param in names[id(p)]:
                 shape[dim] -= len(idx)
         total += int(np.prod(shape))
     return total

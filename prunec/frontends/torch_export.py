@@ -192,7 +192,9 @@ def _add_placeholder(node: torch.fx.Node, spec: Any, graph: Graph, traced: Trace
         vkind = ValueKind.CONSTANT
     aliases: tuple[str, ...] = ()
     if tensor is not None and vkind != ValueKind.CONSTANT:
-        aliases = tuple(n for n in by_id.get(id(tensor), []) if n != target)
+        names = by_id.get(id(tensor), [target])
+        target = names[0]  # canonical: the first state_dict name of a tied tensor
+        aliases = tuple(names[1:])
         traced.state_aliases[target] = (target, *aliases)
     graph.add_value(Value(node.name, _shape(val), str(val.dtype), vkind,
                           param=target if vkind != ValueKind.CONSTANT else None, aliases=aliases))

@@ -285,6 +285,13 @@ def slice_(node: OpView) -> RuleResult:
         facts.append(pin(x.axis(dim), f"strided slice (step {step})"))
     else:
         facts.append(couple(y.axis(dim), x.axis(dim), Offset(start)))
+        if x.is_param:
+            # entries of a parameter outside the slice are unread only for these input shapes
+            # (a position table read as pos[:seq_len]): keep them
+            outside = [i for i in range(x.size(dim)) if not start <= i < start + y.size(dim)]
+            if outside:
+                facts.append(pin(x.axis(dim), "parameter entries outside a slice (read for other input sizes)",
+                                 outside))
     return facts
 
 
