@@ -30,6 +30,10 @@ class RuleConflictError(PruneError):
     """Two op rules, passes or criteria were registered under the same key."""
 
 
+class PluginError(PruneError):
+    """A plugin, op rule, pass or criterion could not be loaded or registered (not a clash)."""
+
+
 class PassError(PruneError):
     """A pass failed; the message names the pass and the passes that ran before it."""
 

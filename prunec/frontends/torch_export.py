@@ -19,6 +19,7 @@ import torch
 import torch.fx
 
 from prunec.errors import InputError, TraceError
+from prunec.frontends.autograd_calls import AutogradCall, add_region, record_autograd_calls, regions
 from prunec.inputs import ExampleInputs
 from prunec.ir.graph import Graph, OpNode, Value, ValueKind
 
@@ -101,12 +102,12 @@ def trace(model: torch.nn.Module, inputs: ExampleInputs) -> TracedTorch:
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if not inputs.tensors():
         raise InputError("example_inputs hold no tensor; pass at least one input tensor")
-    with eval_mode(model):
+    with eval_mode(model), record_autograd_calls() as calls:
         try:
             ep = _export(model, inputs)
         except Exception as exc:  # noqa: BLE001 - any failure of export is reported with its cause
             _raise_trace_error(model, inputs, exc)
-    return _build(model, ep, inputs)
+    return _build(model, ep, inputs, calls)
 
 
 def _raise_trace_error(model: torch.nn.Module, inputs: ExampleInputs, exc: Exception) -> None:
@@ -128,8 +129,12 @@ def _raise_trace_error(model: torch.nn.Module, inputs: ExampleInputs, exc: Excep
         "library calls). Rewrite that construct, or wrap it in a custom op with a prunec rule.") from exc
 
 
-def _build(model: torch.nn.Module, ep: torch.export.ExportedProgram, inputs: ExampleInputs) -> TracedTorch:
+def _build(model: torch.nn.Module, ep: torch.export.ExportedProgram, inputs: ExampleInputs,
+           calls: dict[int, AutogradCall] | None = None) -> TracedTorch:
     sig = ep.graph_signature
+    # autograd.Function calls: one IR op each (see autograd_calls.py)
+    calls_found = regions(ep.graph, calls or {})
+    region_of = {n.name: cid for cid, r in calls_found.items() for n in r.nodes if n.op == "call_function"}
     graph = Graph()
     traced = TracedTorch(graph=graph, exported=ep, inputs=inputs)
 
@@ -147,6 +152,10 @@ def _build(model: torch.nn.Module, ep: torch.export.ExportedProgram, inputs: Exa
         if node.op == "placeholder":
             _add_placeholder(node, kinds.get(node.name), graph, traced, named, state_keys, by_id,
                              value_of_tensor)
+        elif node.op == "call_function" and node.name in region_of:
+            region = calls_found.pop(region_of[node.name], None)
+            if region is not None:  # the call's first node: add the whole call as one op
+                add_region(region, graph, traced.fx_to_value, _module_of(node))
         elif node.op == "call_function":
             _add_call(node, graph, traced)
         elif node.op == "get_attr":

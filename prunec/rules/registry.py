@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from prunec.errors import RuleConflictError
+from prunec.errors import PluginError, RuleConflictError
 from prunec.rules.api import Rule
 
 
@@ -19,8 +19,37 @@ class RuleEntry:
     source: str
 
 
-def normalize_key(key: str) -> str:
-    """Canonical op key 'namespace::name'; 'aten.conv2d' and 'aten::conv2d' are the same key."""
+def autograd_key(cls: type) -> str:
+    """Op key of a torch.autograd.Function subclass: 'autograd::<module>.<QualName>'."""
+    return f"autograd::{cls.__module__}.{cls.__qualname__}"
+
+
+def _object_key(op: object) -> str:
+    """Key of a torch op object: an autograd.Function class, a torch.library op or overload."""
+    import torch
+
+    if isinstance(op, type) and issubclass(op, torch.autograd.Function):
+        return autograd_key(op)
+    for attr in ("_qualname", "_qualified_op_name"):  # torch.library CustomOpDef, OpOverloadPacket
+        if isinstance(getattr(op, attr, None), str):
+            return str(getattr(op, attr))
+    schema = getattr(op, "_schema", None)  # OpOverload
+    if schema is not None:
+        return str(schema.name)
+    raise PluginError(
+        f"cannot use {op!r} as an op key; pass a name such as 'mylib::fused_op', a torch.library op "
+        "(torch.ops.mylib.fused_op) or a torch.autograd.Function subclass")
+
+
+def normalize_key(key: object) -> str:
+    """Canonical op key 'namespace::name'; 'aten.conv2d' and 'aten::conv2d' are the same key.
+
+    Torch objects are accepted too: `torch.ops.mylib.op` (or its overloads, or the op that
+    `torch.library.custom_op` returns) gives 'mylib::op'; an autograd.Function subclass gives
+    'autograd::<module>.<QualName>'.
+    """
+    if not isinstance(key, str):
+        return _object_key(key)
     if "::" in key:
         return key
     ns, dot, name = key.partition(".")
@@ -43,7 +72,7 @@ class RuleRegistry:
         self._rules: dict[str, RuleEntry] = {}
         self._view_like: set[str] = set()
 
-    def register(self, keys: tuple[str, ...], rule: Rule, *, override: bool = False,
+    def register(self, keys: tuple[object, ...], rule: Rule, *, override: bool = False,
                  source: str | None = None) -> None:
         """Register `rule` for every key; a second rule for a key raises unless `override`."""
         src = source or _source_of(rule)
@@ -55,7 +84,7 @@ class RuleRegistry:
                     "Pass override=True to replace it on purpose.")
             self._rules[key] = RuleEntry(key, rule, src)
 
-    def get(self, key: str) -> RuleEntry | None:
+    def get(self, key: object) -> RuleEntry | None:
         """The rule for `key`, or None."""
         return self._rules.get(normalize_key(key))
 
@@ -68,11 +97,11 @@ class RuleRegistry:
         """Whether `key` was declared view-like."""
         return key in self._view_like
 
-    def unregister(self, key: str) -> None:
+    def unregister(self, key: object) -> None:
         """Remove the rule for `key` (tests and plugins that scope a rule)."""
         self._rules.pop(normalize_key(key), None)
 
-    def __contains__(self, key: str) -> bool:
+    def __contains__(self, key: object) -> bool:
         return normalize_key(key) in self._rules
 
     def __iter__(self) -> Iterator[RuleEntry]:
@@ -86,9 +115,9 @@ RULES = RuleRegistry()
 """The registry every analysis uses unless given another."""
 
 
-def op_rule(*keys: str, override: bool = False, registry: RuleRegistry | None = None
+def op_rule(*keys: object, override: bool = False, registry: RuleRegistry | None = None
             ) -> Callable[[Rule], Rule]:
-    """Decorator: register a rule for op keys.
+    """Decorator: register a rule for op keys (names, torch.library ops or autograd.Function classes).
 
     Example::
 
