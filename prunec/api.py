@@ -152,7 +152,7 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike, *, ratio: float |
           target: str | Target | None = None, criterion: Any = "l2",
           ignore: Iterable[str | nn.Module] = (), round_to: int | None = None, strict: bool = False,
           inplace: bool = False, verify: bool = True, output: str = "auto",
-          pipeline: str | Sequence[Pass] | None = None, calibration: Sequence[ExampleInputsLike] = (),
+          pipeline: str | Sequence[str | Pass] | None = None, calibration: Sequence[ExampleInputsLike] = (),
           loss_fn: Callable[[Any, int], torch.Tensor] | None = None, tolerance: float = 1e-4,
           rules: RuleRegistry | None = None) -> PruneResult:
     """Prune `model` into a physically smaller one and verify it.
@@ -170,7 +170,7 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike, *, ratio: float |
         verify: check the contract (zeroed original == pruned) and raise VerificationError if not.
         output: 'module' (same classes), 'graph_module', or 'auto' (module, else GraphModule).
         pipeline: replace the default passes (text such as 'l2,select-uniform,rewrite-module,verify'
-            or a list of Pass objects).
+            or a list of step texts and Pass objects).
         calibration: input batches for data-driven criteria.
         loss_fn: loss(output, batch_index) for gradient-based criteria.
         tolerance: maximum relative output difference allowed by verification.
@@ -197,10 +197,8 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike, *, ratio: float |
                        loss_fn=loss_fn, tolerance=tolerance)
     if pipeline is None:
         passes = _default_passes(criterion, output, verify)
-    elif isinstance(pipeline, str):
-        passes = parse_pipeline(pipeline)
     else:
-        passes = list(pipeline)
+        passes = parse_pipeline(pipeline)  # text, or a list of step texts and Pass instances
     state = PassManager(passes).run(state)
     return _result(model, state, params_before)
 

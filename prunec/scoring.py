@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from prunec.analysis.groups import Group, Slice
-from prunec.errors import PruneError, RuleConflictError
+from prunec.errors import PluginError, PruneError
 from prunec.pipeline.pass_base import Pass, PassResult
-from prunec.pipeline.registry import _source, register_pass
+from prunec.pipeline.registry import check_name, check_unclaimed, register_pass
+from prunec.sources import source_of
 from prunec.pipeline.state import Artifact, PruneState
 from prunec.rewrite.slicing import get_state
 
@@ -85,12 +86,12 @@ C = TypeVar("C", bound=type)
 def register_criterion(name: str, *, override: bool = False) -> Callable[[C], C]:
     """Class decorator: register a Criterion subclass under `name`."""
     def wrap(cls: C) -> C:
-        src = _source(cls)
-        old = CRITERIA.get(name)
-        if old is not None and not override and old.cls is not cls:
-            raise RuleConflictError(f"criterion {name!r} is taken by {old.cls.__qualname__} from "
-                                    f"{old.source}; the new one is from {src}. Pick another name or "
-                                    "pass override=True.")
+        check_name("criterion", name, cls)
+        if not (isinstance(cls, type) and issubclass(cls, Criterion)):
+            raise PluginError(f"@register_criterion({name!r}) must decorate a subclass of prunec.Criterion, "
+                              f"got {cls!r}")
+        src = source_of(cls)
+        check_unclaimed("criterion", name, cls, src, override)
         cls.name = name  # type: ignore[attr-defined]
         CRITERIA[name] = CriterionEntry(name, cls, src)  # type: ignore[arg-type]
         return cls

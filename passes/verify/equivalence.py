@@ -24,6 +24,8 @@ class VerifyPass(Pass):
 
     requires: ClassVar = frozenset({Artifact.ANALYSIS, Artifact.MASKS, Artifact.PRUNED})
     provides: ClassVar = frozenset({Artifact.VERIFIED})
+    modifies: ClassVar = frozenset({Artifact.PRUNED})
+    """On fallback, the pruned module is replaced by the pruned GraphModule."""
 
     seeds: int = 2
     tolerance: float | None = None

@@ -1,10 +1,10 @@
 """The public pass API: state, pass base, registry, manager and textual pipelines."""
 
 from prunec.pipeline.manager import PassManager
-from prunec.pipeline.parse import parse_pipeline
+from prunec.pipeline.parse import format_pipeline, parse_pipeline
 from prunec.pipeline.pass_base import Pass, PassResult
-from prunec.pipeline.registry import PASSES, register_pass
-from prunec.pipeline.state import Artifact, PruneState
+from prunec.pipeline.registry import PASSES, PassEntry, register_pass
+from prunec.pipeline.state import ARTIFACT_FIELDS, Artifact, PruneState
 
-__all__ = ["PASSES", "Artifact", "Pass", "PassManager", "PassResult", "PruneState", "parse_pipeline",
-           "register_pass"]
+__all__ = ["ARTIFACT_FIELDS", "PASSES", "Artifact", "Pass", "PassEntry", "PassManager", "PassResult",
+           "PruneState", "format_pipeline", "parse_pipeline", "register_pass"]

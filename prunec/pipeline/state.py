@@ -29,6 +29,18 @@ class Artifact(str, Enum):
     CALIBRATION = "calibration"
 
 
+ARTIFACT_FIELDS: dict[Artifact, str] = {
+    Artifact.MODEL: "model",
+    Artifact.ANALYSIS: "analysis",
+    Artifact.SCORES: "scores",
+    Artifact.MASKS: "masks",
+    Artifact.PRUNED: "pruned",
+    Artifact.VERIFIED: "verification",
+    Artifact.CALIBRATION: "calibration",
+}
+"""The PruneState field that holds each artifact."""
+
+
 @dataclass(frozen=True)
 class PruneState:
     """Everything a pipeline knows at one point. Fields are references: `replace` costs nothing."""

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from prunec.errors import PluginError, RuleConflictError
+from prunec.sources import describe_source
 from prunec.rules.api import Rule
 
 
@@ -76,12 +77,14 @@ class RuleRegistry:
                  source: str | None = None) -> None:
         """Register `rule` for every key; a second rule for a key raises unless `override`."""
         src = source or _source_of(rule)
-        for key in map(normalize_key, keys):
+        normalized = [normalize_key(k) for k in keys]
+        for key in normalized:  # check every key first: a clash registers nothing
             old = self._rules.get(key)
             if old is not None and not override:
                 raise RuleConflictError(
-                    f"op {key!r} already has a rule from {old.source}; the new one is from {src}. "
-                    "Pass override=True to replace it on purpose.")
+                    f"op {key!r} already has a rule from {describe_source(old.source)}; the new one is "
+                    f"from {describe_source(src)}. Pass override=True to replace it on purpose.")
+        for key in normalized:
             self._rules[key] = RuleEntry(key, rule, src)
 
     def get(self, key: object) -> RuleEntry | None:
@@ -100,6 +103,15 @@ class RuleRegistry:
     def unregister(self, key: object) -> None:
         """Remove the rule for `key` (tests and plugins that scope a rule)."""
         self._rules.pop(normalize_key(key), None)
+
+    def snapshot(self) -> tuple[dict[str, RuleEntry], frozenset[str]]:
+        """The current table, for `restore` (tests and tools that register rules temporarily)."""
+        return dict(self._rules), frozenset(self._view_like)
+
+    def restore(self, snapshot: tuple[dict[str, RuleEntry], frozenset[str]]) -> None:
+        """Put back a table taken with `snapshot`."""
+        self._rules = dict(snapshot[0])
+        self._view_like = set(snapshot[1])
 
     def __contains__(self, key: object) -> bool:
         return normalize_key(key) in self._rules
