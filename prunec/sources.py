@@ -11,8 +11,8 @@ from __future__ import annotations
 import inspect
 import os
 
-_PLUGIN_DIRS: dict[str, str] = {}
-"""Package directory (absolute, with a trailing separator) -> plugin label."""
+PLUGIN_PATHS: dict[str, str] = {}
+"""Path prefix -> plugin label: a package directory (with a trailing separator) or a module file."""
 
 
 def source_of(obj: object) -> str:
@@ -26,9 +26,10 @@ def source_of(obj: object) -> str:
         return str(getattr(obj, "__module__", "?"))
 
 
-def claim_plugin_dir(directory: str, label: str) -> None:
-    """Attribute every definition under `directory` to the plugin `label`."""
-    _PLUGIN_DIRS[os.path.join(os.path.abspath(directory), "")] = label
+def claim_plugin_path(path: str, label: str) -> None:
+    """Attribute every definition in `path` (a package directory or a module file) to `label`."""
+    full = os.path.abspath(path)
+    PLUGIN_PATHS[os.path.join(full, "") if os.path.isdir(full) else full] = label
 
 
 def _builtin_roots() -> list[tuple[str, str]]:
@@ -49,8 +50,8 @@ def _builtin_roots() -> list[tuple[str, str]]:
 def plugin_of(source: str) -> str | None:
     """The plugin label owning `source` ('file:line'), or None."""
     path = os.path.abspath(source.rsplit(":", 1)[0])
-    for directory, label in _PLUGIN_DIRS.items():
-        if path.startswith(directory):
+    for prefix, label in PLUGIN_PATHS.items():
+        if path.startswith(prefix):
             return label
     return None
 

@@ -20,7 +20,7 @@ from prunec.errors import UnsupportedOpError
 from prunec.ir.graph import Graph, OpNode, ValueKind
 from prunec.ir.slots import Coupling
 from prunec.rules.api import Alternatives, Declined, Fact, Free, OpView, Pin, Reduces
-from prunec.rules.registry import RuleRegistry
+from prunec.rules.registry import RuleEntry, RuleRegistry
 
 # pin priorities: a higher one explains a pinned component better than a lower one
 AUTO, IO, RULE, DECLINED = 0, 1, 2, 3
@@ -59,6 +59,7 @@ class _NodeFacts:
     static: _Compiled
     choices: list[tuple[list[_Compiled], tuple[str, ...]]]
     declined: str | None = None
+    entry: RuleEntry | None = None
 
 
 @dataclass
@@ -80,6 +81,10 @@ class CouplingResult:
     node_couplings: dict[str, list[Coupling]]
     reducing: set[str]
     """Nodes that mix channels of some coupled axis (where removal differs from zeroing)."""
+    rules_used: dict[str, RuleEntry] = field(default_factory=dict)
+    """Node -> the registered rule that answered for it (for explanations)."""
+    comp_pin_atom: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """Per component: an atom carrying the pin that `comp_pin_reason` reports (-1 if unpinned)."""
 
 
 class _Reasons:
@@ -159,7 +164,7 @@ def _evaluate(graph: Graph, registry: RuleRegistry, table: AtomTable, reasons: _
         slots += [s for v in graph.outputs(node) for s in table.slots_of(v)]
         node_slots = set(slots)
         entry = registry.get(node.op)
-        nf = _NodeFacts(node, slots, _Compiled(), [])
+        nf = _NodeFacts(node, slots, _Compiled(), [], entry=entry)
         result.append(nf)
         if entry is None:
             nf.declined = f"no op rule for '{node.op}'"
@@ -224,7 +229,7 @@ def analyse_couplings(graph: Graph, registry: RuleRegistry, *, strict: bool = Fa
             break
         for key in flips:
             choice[key] += 1
-    labels, ncomp, comp_pinned, comp_reason, comp_reduced, comp_red_reason = sol
+    labels, ncomp, comp_pinned, comp_reason, comp_reduced, comp_red_reason, comp_pin_atom = sol
     chosen = {(nodes[i].node.name, c): nodes[i].choices[c][1][o] for (i, c), o in choice.items()}
     node_couplings = {}
     reducing: set[str] = set()
@@ -233,13 +238,15 @@ def analyse_couplings(graph: Graph, registry: RuleRegistry, *, strict: bool = Fa
         node_couplings[nf.node.name] = [c for p in parts for c in p.couplings]
         if any(p.reductions for p in parts):
             reducing.add(nf.node.name)
+    rules_used = {nf.node.name: nf.entry for nf in nodes if nf.entry is not None}
     return CouplingResult(table, labels, ncomp, comp_pinned, comp_reason, comp_reduced, comp_red_reason,
-                          reasons.items, pinned, chosen, iterations, node_couplings, reducing)
+                          reasons.items, pinned, chosen, iterations, node_couplings, reducing, rules_used,
+                          comp_pin_atom)
 
 
 def _solve(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int], table: AtomTable,
            reasons: _Reasons, io_pins: list[tuple[np.ndarray, int, int]]
-           ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+           ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     ea: list[np.ndarray] = []
     eb: list[np.ndarray] = []
     pins: list[tuple[np.ndarray, int, int]] = list(io_pins)
@@ -272,11 +279,13 @@ def _solve(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int], table: A
 
     comp_pinned = np.zeros(ncomp, dtype=bool)
     comp_reason = np.full(ncomp, -1, dtype=np.int64)
+    comp_pin_atom = np.full(ncomp, -1, dtype=np.int64)
     for atoms, rid, _ in sorted(pins, key=lambda p: p[2]):
         if len(atoms):
             comps = labels[atoms]
             comp_pinned[comps] = True
             comp_reason[comps] = rid
+            comp_pin_atom[comps] = atoms
     comp_reduced = np.zeros(ncomp, dtype=bool)
     comp_red_reason = np.full(ncomp, -1, dtype=np.int64)
     for atoms, rid in reds:
@@ -284,7 +293,7 @@ def _solve(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int], table: A
             comps = labels[atoms]
             comp_reduced[comps] = True
             comp_red_reason[comps] = rid
-    return labels, ncomp, comp_pinned, comp_reason, comp_reduced, comp_red_reason
+    return labels, ncomp, comp_pinned, comp_reason, comp_reduced, comp_red_reason, comp_pin_atom
 
 
 def _choices_to_flip(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int],

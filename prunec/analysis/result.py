@@ -87,6 +87,13 @@ class Analysis:
                 return (param, *v.aliases)
         return (param,)
 
+    def explain(self, name: str) -> str:
+        """Which rules coupled the channels of `name` (a parameter, node or value), and why any
+        of them are pinned. See `prunec.explain.explain`."""
+        from prunec.explain import explain
+
+        return explain(self, name)
+
     def __str__(self) -> str:
         from prunec.ir.printer import format_analysis
 
