@@ -16,6 +16,7 @@ from prunec.errors import (
     PassOrderError,
     PipelineSyntaxError,
     PlanError,
+    PluginError,
     PostconditionError,
     PruneError,
     RuleConflictError,
@@ -43,7 +44,7 @@ __all__ = [
     "parse_pipeline", "register_criterion", "register_pass",
     # errors
     "IRError", "InputError", "OnnxModelError", "PassError", "PassOrderError", "PipelineSyntaxError",
-    "PlanError", "PostconditionError", "PruneError", "RuleConflictError", "TargetError", "TraceError",
-    "UnsupportedOpError", "VerificationError",
+    "PlanError", "PluginError", "PostconditionError", "PruneError", "RuleConflictError", "TargetError",
+    "TraceError", "UnsupportedOpError", "VerificationError",
     "__version__",
 ]

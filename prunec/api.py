@@ -19,7 +19,7 @@ from prunec.analysis.result import Analysis
 from prunec.errors import InputError, TargetError
 from prunec.frontends.torch_export import trace
 from prunec.inputs import ExampleInputs, ExampleInputsLike
-from prunec.pipeline import Pass, PassManager, PruneState, parse_pipeline
+from prunec.pipeline import Artifact, Pass, PassManager, PruneState, parse_pipeline
 from prunec.report import LayerChange, PruneReport
 from prunec.rules.registry import RULES, RuleRegistry
 from prunec.targets import Target
@@ -185,21 +185,27 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike, *, ratio: float |
     _load_builtins()
     if output not in OUTPUT_KINDS:
         raise InputError(f"output={output!r}; use one of {', '.join(OUTPUT_KINDS)}")
-    tgt = _target_from(ratio, target)
+    # a custom pipeline may select channels by its own rule: then a target is optional
+    custom = pipeline is not None and ratio is None and target is None
+    tgt = None if custom else _target_from(ratio, target)
     if round_to is not None and (not isinstance(round_to, int) or round_to < 1):
         raise TargetError(f"round_to must be a positive integer, got {round_to!r}")
     inputs = ExampleInputs.from_user(example_inputs)
+    if pipeline is None:
+        passes = _default_passes(criterion, output, verify)
+    else:
+        passes = parse_pipeline(pipeline)  # text, or a list of step texts and Pass instances
+    manager = PassManager(passes)
+    # check the chain before the (expensive) trace: analyze provides the model and its analysis
+    provided = {Artifact.MODEL, Artifact.ANALYSIS} | ({Artifact.CALIBRATION} if calibration else set())
+    manager.check(frozenset(provided))
     params_before = count_params(model)
     working = model if inplace else copy.deepcopy(model)
     analysis = analyze(working, inputs, ignore=ignore, strict=strict, rules=rules)
     state = PruneState(model=working, inputs=inputs, analysis=analysis, target=tgt, round_to=round_to,
                        strict=strict, calibration=tuple(ExampleInputs.from_user(c) for c in calibration),
                        loss_fn=loss_fn, tolerance=tolerance)
-    if pipeline is None:
-        passes = _default_passes(criterion, output, verify)
-    else:
-        passes = parse_pipeline(pipeline)  # text, or a list of step texts and Pass instances
-    state = PassManager(passes).run(state)
+    state = manager.run(state)
     return _result(model, state, params_before)
 
 

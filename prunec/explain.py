@@ -43,13 +43,14 @@ def _rule_text(analysis: Analysis, node: str) -> str:
     return f"rule {name} ({describe_source(entry.source)})"
 
 
-def _slot_text(slot: Slot) -> str:
-    return f"{slot.value}[{slot.axis}]"
+def _slot_text(analysis: Analysis, slot: Slot) -> str:
+    v = analysis.graph.value(slot.value)
+    return f"{v.param if v.is_state else v.name}[{slot.axis}]"
 
 
-def _coupling_text(c: Coupling) -> str:
+def _coupling_text(analysis: Analysis, c: Coupling) -> str:
     mapping = "" if isinstance(c.map, Identity) else f" via {c.map}"
-    return f"{_slot_text(c.a)} <-> {_slot_text(c.b)}{mapping}"
+    return f"{_slot_text(analysis, c.a)} <-> {_slot_text(analysis, c.b)}{mapping}"
 
 
 class _Index:
@@ -135,7 +136,7 @@ def _axis_lines(analysis: Analysis, index: _Index, value: Value, axis: int, deta
             yield f"    coupled by {len(edges)} coupling(s):"
             for e in edges[:MAX_COUPLINGS_SHOWN]:
                 op = analysis.graph.op(e.node).op
-                yield f"      {e.node} [{op}] {_coupling_text(e.coupling)}  -- {_rule_text(analysis, e.node)}"
+                yield f"      {e.node} [{op}] {_coupling_text(analysis, e.coupling)}  -- {_rule_text(analysis, e.node)}"
             if len(edges) > MAX_COUPLINGS_SHOWN:
                 yield f"      ... and {len(edges) - MAX_COUPLINGS_SHOWN} more"
     if len(pinned):
@@ -149,13 +150,13 @@ def _axis_lines(analysis: Analysis, index: _Index, value: Value, axis: int, deta
         if detail and source >= 0:
             first = int(atoms[cr.labels[atoms] == comp][0])
             src_slot = int(table.slot_of_atoms(np.asarray([source]))[0])
-            where = f"{table.slot_value[src_slot]}[{table.slot_axis[src_slot]}]"
+            where = _slot_text(analysis, Slot(table.slot_value[src_slot], table.slot_axis[src_slot]))
             steps = index.path(first, source)
             if steps:
                 yield f"    the pin reaches it from {where} through:"
                 for e in steps:
                     op = analysis.graph.op(e.node).op
-                    yield f"      {e.node} [{op}] {_coupling_text(e.coupling)}  -- {_rule_text(analysis, e.node)}"
+                    yield f"      {e.node} [{op}] {_coupling_text(analysis, e.coupling)}  -- {_rule_text(analysis, e.node)}"
             else:
                 yield f"    the pin is on {where} itself"
 
@@ -192,7 +193,7 @@ def _explain_node(analysis: Analysis, index: _Index, name: str) -> list[str]:
     lines += [f"  output {i}: {v.name} {list(v.shape)}" for i, v in enumerate(graph.outputs(op))]
     couplings = cr.node_couplings.get(name, [])
     lines.append(f"  couplings ({len(couplings)}):")
-    lines += [f"    {_coupling_text(c)}" for c in couplings]
+    lines += [f"    {_coupling_text(analysis, c)}" for c in couplings]
     if name in cr.reducing:
         lines.append("  mixes channels (removal differs from zeroing here)")
     lines.append("  axes:")
@@ -225,4 +226,4 @@ def explain(analysis: Analysis, name: str) -> str:
     close = difflib.get_close_matches(name, known, n=3)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise PruneError(f"{name!r} is not a parameter, node or value of the analysed model{hint} "
-                     "(parameters use state_dict names, e.g. 'layer1.0.conv1.weight')")
+                     "(parameters go by their state_dict names, nodes and values as prunec.ir.printer.format_graph names them)")

@@ -103,6 +103,8 @@ def get_criterion(spec: str | Criterion) -> Criterion:
     if isinstance(spec, Criterion):
         return spec
     if spec not in CRITERIA:
+        import prunec.passes  # noqa: F401  (the built-in criteria register on import)
+    if spec not in CRITERIA:
         import difflib
 
         close = difflib.get_close_matches(spec, list(CRITERIA), n=1)
@@ -164,6 +166,9 @@ class ScoreGroupsPass(Pass):
 
     criterion: Any = "l2"
     """A registered criterion name or a Criterion instance."""
+
+    def __post_init__(self) -> None:
+        get_criterion(self.criterion)  # an unknown name fails when the pipeline is built, not mid-run
 
     def run(self, state: PruneState) -> PassResult:
         crit = get_criterion(self.criterion)

@@ -139,6 +139,7 @@ def op_rule(*keys: object, override: bool = False, registry: RuleRegistry | None
             return [couple(x.axis(k), y.axis(k)) for k in range(x.rank)]
     """
     def wrap(fn: Rule) -> Rule:
-        (registry or RULES).register(keys, fn, override=override, source=_source_of(fn))
+        (registry if registry is not None else RULES).register(keys, fn, override=override,
+                                                               source=_source_of(fn))
         return fn
     return wrap
