@@ -13,6 +13,7 @@ and answers in text a pass or rule author can act on:
 from __future__ import annotations
 
 import difflib
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -51,6 +52,11 @@ def _slot_text(analysis: Analysis, slot: Slot) -> str:
 def _coupling_text(analysis: Analysis, c: Coupling) -> str:
     mapping = "" if isinstance(c.map, Identity) else f" via {c.map}"
     return f"{_slot_text(analysis, c.a)} <-> {_slot_text(analysis, c.b)}{mapping}"
+
+
+def _edge_line(analysis: Analysis, e: _Edge) -> str:
+    op = analysis.graph.op(e.node).op
+    return f"      {e.node} [{op}] {_coupling_text(analysis, e.coupling)}  -- {_rule_text(analysis, e.node)}"
 
 
 class _Index:
@@ -97,7 +103,7 @@ class _Index:
             atoms.append(int(pred[atoms[-1]]))
         atoms.reverse()
         steps: list[_Edge] = []
-        for x, y in zip(atoms, atoms[1:]):
+        for x, y in itertools.pairwise(atoms):
             hit = np.flatnonzero(((self.a == x) & (self.b == y)) | ((self.a == y) & (self.b == x)))
             edge = self.edges[int(self.owner[hit[0]])]
             if not steps or steps[-1] is not edge:
@@ -135,8 +141,7 @@ def _axis_lines(analysis: Analysis, index: _Index, value: Value, axis: int, deta
             edges = index.edges_in(g.components)
             yield f"    coupled by {len(edges)} coupling(s):"
             for e in edges[:MAX_COUPLINGS_SHOWN]:
-                op = analysis.graph.op(e.node).op
-                yield f"      {e.node} [{op}] {_coupling_text(analysis, e.coupling)}  -- {_rule_text(analysis, e.node)}"
+                yield _edge_line(analysis, e)
             if len(edges) > MAX_COUPLINGS_SHOWN:
                 yield f"      ... and {len(edges) - MAX_COUPLINGS_SHOWN} more"
     if len(pinned):
@@ -155,8 +160,7 @@ def _axis_lines(analysis: Analysis, index: _Index, value: Value, axis: int, deta
             if steps:
                 yield f"    the pin reaches it from {where} through:"
                 for e in steps:
-                    op = analysis.graph.op(e.node).op
-                    yield f"      {e.node} [{op}] {_coupling_text(analysis, e.coupling)}  -- {_rule_text(analysis, e.node)}"
+                    yield _edge_line(analysis, e)
             else:
                 yield f"    the pin is on {where} itself"
 
@@ -209,6 +213,7 @@ def explain(analysis: Analysis, name: str) -> str:
 
     Raises:
         PruneError: `name` is none of these (the message lists the closest names).
+
     """
     index = _Index(analysis)
     graph = analysis.graph
@@ -221,9 +226,11 @@ def explain(analysis: Analysis, name: str) -> str:
         return "\n".join(_explain_node(analysis, index, name))
     if any(val.name == name for val in graph.values()):
         val = graph.value(name)
-        return "\n".join(_explain_value(analysis, index, val, f"value '{name}' {list(val.shape)} ({val.kind.value})"))
+        title = f"value '{name}' {list(val.shape)} ({val.kind.value})"
+        return "\n".join(_explain_value(analysis, index, val, title))
     known = [str(x.param) for x in graph.state_values()] + [op.name for op in graph.ops()]
     close = difflib.get_close_matches(name, known, n=3)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise PruneError(f"{name!r} is not a parameter, node or value of the analysed model{hint} "
-                     "(parameters go by their state_dict names, nodes and values as prunec.ir.printer.format_graph names them)")
+    raise PruneError(f"{name!r} is not a parameter, node or value of the analysed model{hint} (parameters "
+                     "go by their state_dict names, nodes and values as prunec.ir.printer.format_graph "
+                     "names them)")

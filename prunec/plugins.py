@@ -112,6 +112,7 @@ def load_plugins(force: bool = False) -> list[LoadedPlugin]:
     Raises:
         RuleConflictError: a plugin registers a name that is taken (both sources are named).
         PluginError: a plugin fails to import.
+
     """
     global _done
     if _done and not force:
@@ -125,8 +126,9 @@ def load_plugins(force: bool = False) -> list[LoadedPlugin]:
 
 
 def _load_builtins() -> None:
-    import prunec.passes  # noqa: F401  (registers built-in passes and criteria)
-    import prunec.rules  # noqa: F401  (registers built-in op rules)
+    # importing these registers the built-in passes, criteria and op rules
+    import prunec.passes
+    import prunec.rules  # noqa: F401
 
 
 def extensions(kinds: Sequence[str] = KINDS) -> list[Extension]:
@@ -143,7 +145,8 @@ def extensions(kinds: Sequence[str] = KINDS) -> list[Extension]:
     if "pass" in kinds:
         rows += [Extension("pass", n, e.source, plugin_of(e.source)) for n, e in sorted(PASSES.items())]
     if "criterion" in kinds:
-        rows += [Extension("criterion", n, e.source, plugin_of(e.source)) for n, e in sorted(CRITERIA.items())]
+        rows += [Extension("criterion", n, e.source, plugin_of(e.source))
+                 for n, e in sorted(CRITERIA.items())]
     return rows
 
 

@@ -42,6 +42,7 @@ def golden(request):
 
             diff = "\n".join(difflib.unified_diff(expected.splitlines(), text.splitlines(), "golden", "now",
                                                   lineterm="", n=2))
-            pytest.fail(f"output differs from {path} (refresh with pytest --update-golden if intended):\n{diff}")
+            pytest.fail(f"output differs from {path} (refresh with pytest --update-golden if intended):"
+                        f"\n{diff}")
 
     return check

@@ -30,7 +30,7 @@ def run_blocks(path: Path, module_name: str) -> dict[str, object]:
     try:
         for line, code in code_blocks(path, "python"):
             source = "\n" * (line - 1) + code
-            exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102 - our own docs
+            exec(compile(source, str(path), "exec"), module.__dict__)
     finally:
         del sys.modules[module_name]
     return module.__dict__
@@ -78,13 +78,15 @@ def test_readme_test_command_is_the_ci_command() -> None:
     assert m is not None, "README lost its 'Install and run the tests:' block"
     command = m.group(1).strip()
     ci = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()]
-    runs = [ln for ln in ci if ln and not ln.startswith(("#", "echo", "set ", "cd ", "for ", "printf", "done"))]
+    plumbing = ("#", "echo", "set ", "cd ", "for ", "printf", "done")
+    runs = [ln for ln in ci if ln and not ln.startswith(plumbing)]
     assert command in runs, f"README command {command!r} is not a line of .ci/run: {runs}"
 
 
 def test_architecture_pipelines_parse() -> None:
     """Pipeline strings quoted in docs/ARCHITECTURE.md parse with the built-in passes and criteria."""
-    import prunec.passes  # noqa: F401  (registers the built-ins)
+    import prunec.passes  # noqa: F401  -- registers the built-ins
+
     from prunec.pipeline import parse_pipeline
 
     text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")

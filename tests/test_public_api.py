@@ -1,25 +1,29 @@
-"""The public surface: snapshots of prunec.__all__ and prunec.passes.__all__, and a check that the
-built-in passes, the example plugin and the tutorial use only public modules and names."""
+"""The public surface: snapshots of prunec.__all__ and prunec.passes.__all__, and import hygiene.
+
+The built-in passes, the example plugin and the tutorial use only public modules and names.
+"""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-import prunec
 import prunec.passes
+
+import prunec
 from prunec.public import PUBLIC_MODULES, is_public
 from tests.test_docs import code_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 
 PRUNEC_ALL = [
-    "Analysis", "Artifact", "Criterion", "Group", "IRError", "InputError", "OnnxModelError", "Pass", "PassError",
-    "PassManager", "PassOrderError", "PassResult", "Pinned", "PinnedParam", "PipelineSyntaxError", "PlanError",
-    "PluginError", "PostconditionError", "PruneError", "PruneReport", "PruneResult", "PruneState", "RemovedGroup",
-    "RuleConflictError", "Slice", "SliceData", "Target", "TargetError", "TraceError", "UnsupportedOpError",
-    "VerificationError", "__version__", "analyze", "count_params", "op_rule", "parse_pipeline", "prune",
-    "register_criterion", "register_pass", "zeroed_copy",
+    "Analysis", "Artifact", "Criterion", "Group", "IRError", "InputError", "OnnxModelError", "Pass",
+    "PassError", "PassManager", "PassOrderError", "PassResult", "Pinned", "PinnedParam",
+    "PipelineSyntaxError", "PlanError", "PluginError", "PostconditionError", "PruneError", "PruneReport",
+    "PruneResult", "PruneState",
+    "RemovedGroup", "RuleConflictError", "Slice", "SliceData", "Target", "TargetError", "TraceError",
+    "UnsupportedOpError", "VerificationError", "__version__", "analyze", "count_params", "op_rule",
+    "parse_pipeline", "prune", "register_criterion", "register_pass", "zeroed_copy",
 ]
 PASSES_ALL = ["L1", "L2", "Magnitude", "RewriteGraphModulePass", "RewriteModulePass", "SelectUniformPass",
               "VerifyPass", "plan_uniform", "search_ratio"]
@@ -46,8 +50,11 @@ def test_public_modules_exist() -> None:
 
 
 def private_uses(source: str, package: str = "prunec.passes") -> list[str]:
-    """Imports of non-public prunec modules, `_private` names imported from prunec, and
-    `_private` attributes read off prunec modules, in `source` (a module inside `package`)."""
+    """List the private uses in `source`, a module inside `package`.
+
+    Private uses are imports of non-public prunec modules, `_private` names imported from prunec,
+    and `_private` attributes read off prunec modules.
+    """
     tree = ast.parse(source)
     found: list[str] = []
     bound: set[str] = set()

@@ -108,8 +108,11 @@ def to_dot(analysis: Analysis, *, max_ops: int = MAX_DRAWN_OPS) -> str:
         lines.append("  subgraph cluster_legend {")
         lines.append('    label="groups"; fontname="Helvetica"; fontsize=10;')
         for g in analysis.groups:
-            lines.append(f"    {_q(f'g:{g.id}')} [shape=box, style=filled, fillcolor={_q(group_color(g.id))}, "
-                         f"fontcolor=white, label={_q(f'g{g.id} {g.name}: {g.channel_count} ch')}];")
+            label = _q(f"g{g.id} {g.name}: {g.channel_count} ch")
+            fill = _q(group_color(g.id))
+            node = _q(f"g:{g.id}")
+            lines.append(f"    {node} [shape=box, style=filled, fillcolor={fill}, fontcolor=white, "
+                         f"label={label}];")
         lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -8,8 +8,10 @@ type of the dataclass field they set; anything else is an error that says what w
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import difflib
+import sys
 import types
 import typing
 from collections.abc import Sequence
@@ -94,8 +96,23 @@ def _options_of(cls: type) -> dict[str, Any]:
     """Option name -> type annotation (the dataclass fields that __init__ takes)."""
     if not dataclasses.is_dataclass(cls):
         return {}
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls) if f.init}
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    try:
+        hints = typing.get_type_hints(cls)
+    except NameError:  # string annotations naming something local: resolve field by field
+        hints = {f.name: _resolve(cls, f.type) for f in fields}
+    return {f.name: hints.get(f.name, Any) for f in fields}
+
+
+def _resolve(cls: type, annotation: Any) -> Any:
+    """An annotation, evaluated if it is a string; Any (plain text) if it cannot be."""
+    if not isinstance(annotation, str):
+        return annotation
+    module = sys.modules.get(cls.__module__)
+    try:
+        return eval(annotation, {**vars(typing), **vars(builtins), **(vars(module) if module else {})})
+    except Exception:  # noqa: BLE001 - an unresolvable annotation means "take the text as is"
+        return Any
 
 
 def make_pass(name: str, options: dict[str, str]) -> Pass:
@@ -157,6 +174,7 @@ def parse_pipeline(spec: str | Sequence[str | Pass]) -> list[Pass]:
 
     Raises:
         PipelineSyntaxError: empty pipeline, bad syntax, unknown names, unknown or ill-typed options.
+
     """
     from prunec.scoring import CRITERIA
 

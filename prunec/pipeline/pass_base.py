@@ -19,8 +19,8 @@ from prunec.pipeline.state import ARTIFACT_FIELDS, Artifact, PruneState
 
 MSG_NOT_A_RESULT = ("a pass must return PassResult(state, changed). Pass developer: wrap the new state, "
                     "e.g. `return PassResult(state.replace(masks=masks))`.")
-MSG_UNDECLARED = ("Pass developer: add them to `provides` (or `modifies`), or leave those PruneState fields as they were "
-                  "(keep the same objects).")
+MSG_UNDECLARED = ("Pass developer: add them to `provides` (or `modifies`), or leave those PruneState fields "
+                  "as they were (keep the same objects).")
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,8 @@ class Pass(abc.ABC):
             raise PassError(f"pass {self.key!r} failed after {list(history)}: "
                             f"{type(exc).__name__}: {exc}") from exc
         if not isinstance(result, PassResult):
-            raise PostconditionError(f"pass {self.key!r} returned {type(result).__name__}; {MSG_NOT_A_RESULT}")
+            got = type(result).__name__
+            raise PostconditionError(f"pass {self.key!r} returned {got}; {MSG_NOT_A_RESULT}")
         new = result.state
         missing = self.provides - new.available()
         if missing:

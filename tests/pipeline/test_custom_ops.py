@@ -1,12 +1,14 @@
-"""Custom ops (torch.library ops and autograd.Functions) are pinned until a user rule describes them;
-with a ~10-line rule prunec prunes through them and the contract holds."""
+"""Custom ops (torch.library ops, autograd.Functions) are pinned until a user rule describes them.
+
+With a ~10-line rule prunec prunes through them and the contract holds.
+"""
 
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn import functional as F  # noqa: N812 - torch's convention
 
 import prunec
 from prunec.rules import OpView, RuleResult, couple
@@ -62,7 +64,8 @@ class FusedNet(nn.Module):
         self.head = nn.Conv2d(24, 10, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.ops.prunec_test.fused_conv_bn_relu(torch.relu(self.stem(x)), self.weight, self.scale, self.shift)
+        x = torch.relu(self.stem(x))
+        x = torch.ops.prunec_test.fused_conv_bn_relu(x, self.weight, self.scale, self.shift)
         return self.head(torch.relu(self.mid(x)))
 
 
@@ -94,7 +97,8 @@ class GatedNet(nn.Module):
 def gate_rule(node: OpView) -> RuleResult:
     """Every axis passes through; channel c is scaled by sigmoid(gate[c] / temperature)."""
     x, y = node.input("x"), node.output(0)
-    return [couple(x.axis(k), y.axis(k)) for k in range(x.rank)] + [couple(y.channel, node.input("gate").axis(0))]
+    facts = [couple(x.axis(k), y.axis(k)) for k in range(x.rank)]
+    return [*facts, couple(y.channel, node.input("gate").axis(0))]
 
 
 X = torch.randn(2, 3, 8, 8)
@@ -115,8 +119,8 @@ def test_library_op_without_rule_is_pinned_and_pruned_around() -> None:
 def test_library_op_strict_raises_with_the_rule_to_write() -> None:
     """strict=True turns the pin into UnsupportedOpError that names the decorator to write."""
     with pytest.raises(prunec.UnsupportedOpError,
-                       match=r"fused_conv_bn_relu \[prunec_test::fused_conv_bn_relu\].*no op rule.*Register a "
-                             r"rule with @prunec.op_rule\('prunec_test::fused_conv_bn_relu'\)"):
+                       match=r"fused_conv_bn_relu \[prunec_test::fused_conv_bn_relu\].*no op rule.*"
+                             r"Register a rule with @prunec.op_rule\('prunec_test::fused_conv_bn_relu'\)"):
         prunec.analyze(FusedNet().eval(), X, strict=True)
 
 
@@ -168,7 +172,8 @@ def test_crashing_rule_pins_its_node_with_the_rule_location() -> None:
     analysis = prunec.analyze(FusedNet().eval(), X)
     assert len(analysis.pinned) == 1
     assert analysis.pinned[0].reason.startswith("rule from ")
-    assert "test_custom_ops.py" in analysis.pinned[0].reason and "KeyError: 'nonexistent'" in analysis.pinned[0].reason
+    reason = analysis.pinned[0].reason
+    assert "test_custom_ops.py" in reason and "KeyError: 'nonexistent'" in reason
 
 
 def test_autograd_function_is_one_pinned_node_by_default() -> None:
@@ -197,7 +202,7 @@ def test_autograd_function_with_user_rule_prunes_through(output: str) -> None:
 
 
 def test_function_apply_is_restored_even_when_tracing_fails() -> None:
-    """prunec patches Function.apply only while exporting, and puts it back on failure too."""
+    """Prunec patches Function.apply only while exporting, and puts it back on failure too."""
     original = torch.autograd.Function.__dict__["apply"]
 
     class Bad(nn.Module):
@@ -238,8 +243,10 @@ class Outer(torch.autograd.Function):
 
 
 def test_multi_output_and_nested_functions() -> None:
-    """Outputs in order (a returned input comes back as autograd's view of it), nested calls folded
-    into the outermost node, the Functions' insides hidden."""
+    """Outputs come in order, nested calls fold into the outermost node, the insides are hidden.
+
+    A returned input comes back as autograd's view of it, so it is an output too.
+    """
     class Net(nn.Module):
         def __init__(self) -> None:
             super().__init__()

@@ -11,11 +11,13 @@ from torch import nn
 import prunec
 from prunec import cli
 from prunec.ir.draw import draw, to_dot
-from tests.pipeline.test_custom_ops import X, FusedNet, fused_rule
+from tests.pipeline.test_custom_ops import FusedNet, X, fused_rule
+
+FACTORY = "tests.pipeline.test_introspection:ResidualConcat"
 
 
 class ResidualConcat(nn.Module):
-    """A residual add, a concat and a depthwise conv (one group of 12), then a plain pair (a group of 6)."""
+    """A residual add, a concat and a depthwise conv (a group of 12), then a plain pair (a group of 6)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -77,7 +79,8 @@ def test_explain_param_in_a_group_lists_rules(residual: prunec.Analysis) -> None
     assert text.startswith("parameter 'stem.weight' [8, 3, 3, 3] (param, IR value 'p_stem_weight')")
     assert "  axis 0 (size 8): group 0 'stem.weight[0]' (12 channels)" in text
     assert "cat [aten::cat] conv2d_2[1] <-> cat[1] via offset(8)  -- rule cat (" in text
-    assert "conv2d [aten::conv2d] conv2d[1] <-> stem.weight[0]  -- rule conv (built-in prunec/rules/torch_ops.py:" in text
+    assert ("conv2d [aten::conv2d] conv2d[1] <-> stem.weight[0]  -- rule conv "
+            "(built-in prunec/rules/torch_ops.py:") in text
     assert "[aten::add] " in text and "rule broadcasting_rule (built-in prunec/rules/torch_ops.py:" in text
     assert "[aten::cat] " in text  # the concat put the residual stream into the head's input columns
     assert "  axis 1 (size 3): pinned (all channels): model input" in text
@@ -98,7 +101,8 @@ def test_explain_node(fused_pinned: prunec.Analysis) -> None:
     text = fused_pinned.explain("fused_conv_bn_relu")
     lines = text.splitlines()
     assert lines[:4] == ["node 'fused_conv_bn_relu' [prunec_test::fused_conv_bn_relu]", "  no rule",
-                         "  pinned: no op rule for 'prunec_test::fused_conv_bn_relu'", "  input x: relu [2, 16, 8, 8]"]
+                         "  pinned: no op rule for 'prunec_test::fused_conv_bn_relu'",
+                         "  input x: relu [2, 16, 8, 8]"]
     assert "  input weight: p_weight [32, 16, 3, 3]" in lines and "  couplings (0):" in lines
     assert any(ln.startswith("    p_scale[0] (size 32): pinned (all channels): no op rule") for ln in lines)
 
@@ -117,8 +121,8 @@ def test_explain_user_rule_source_and_a_value() -> None:
 
 def test_explain_unknown_name_suggests(residual: prunec.Analysis) -> None:
     """An unknown name is a PruneError listing the closest parameters and nodes."""
-    with pytest.raises(prunec.PruneError, match=r"'stem.wieght' is not a parameter, node or value of the analysed "
-                                                r"model; did you mean 'stem.weight'"):
+    with pytest.raises(prunec.PruneError, match=r"'stem.wieght' is not a parameter, node or value of the "
+                                                r"analysed model; did you mean 'stem.weight'"):
         residual.explain("stem.wieght")
 
 
@@ -132,14 +136,15 @@ def test_draw_writes_a_picture(residual: prunec.Analysis, tmp_path: Path) -> Non
 
 def test_pictures_refuse_large_graphs(residual: prunec.Analysis) -> None:
     """Pictures are for small models: a graph over the limit is refused with what to use instead."""
-    with pytest.raises(prunec.PruneError, match=r"the graph has \d+ ops; pictures are for small models \(at most 3\)"):
+    with pytest.raises(prunec.PruneError, match=r"the graph has \d+ ops; pictures are for small models "
+                                                r"\(at most 3\)"):
         to_dot(residual, max_ops=3)
 
 
 def test_cli_inspect_explain_and_dot(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """`prunec inspect MODEL --explain NAME --dot PATH` prints the explanation and writes the picture."""
     dot = tmp_path / "g.dot"
-    assert cli.main(["inspect", "tests.pipeline.test_introspection:ResidualConcat", "--input-shape", "1,3,8,8",
+    assert cli.main(["inspect", FACTORY, "--input-shape", "1,3,8,8",
                      "--explain", "side.weight", "--dot", str(dot)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("parameter 'side.weight' [4, 8, 1, 1]")
@@ -148,7 +153,7 @@ def test_cli_inspect_explain_and_dot(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_cli_inspect_unknown_name_exit_code(capsys: pytest.CaptureFixture) -> None:
     """An unknown --explain name exits with the bad-input code and the suggestion on stderr."""
-    assert cli.main(["inspect", "tests.pipeline.test_introspection:ResidualConcat", "--input-shape", "1,3,8,8",
+    assert cli.main(["inspect", FACTORY, "--input-shape", "1,3,8,8",
                      "--explain", "sied.weight"]) == 2
     assert "did you mean 'side.weight'" in capsys.readouterr().err
 
@@ -157,6 +162,24 @@ def test_golden_check_fails_on_a_difference(golden, request: pytest.FixtureReque
     """The golden comparison fails, with a diff, when the text changes."""
     if request.config.getoption("--update-golden"):
         pytest.skip("comparing is off while golden files are being rewritten")
-    with pytest.raises(pytest.fail.Exception, match=r"output differs from .*residual_concat.dot \(refresh with "
-                                                    r"pytest --update-golden if intended\):\n--- golden"):
+    with pytest.raises(pytest.fail.Exception,
+                       match=r"output differs from .*residual_concat.dot \(refresh with pytest "
+                             r"--update-golden if intended\):\n--- golden"):
         golden("residual_concat.dot", "digraph other {}\n")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["inspect", "no_such_zoo_model"], r"unknown model 'no_such_zoo_model': give a zoo name \(.*\) or "
+                                       r"'package.module:factory' with --input-shape 1,3,32,32"),
+    (["inspect", FACTORY], r"model 'tests.pipeline.test_introspection:ResidualConcat' needs --input-shape"),
+    (["inspect", "tests.nowhere:Model", "--input-shape", "1,3,8,8"],
+     r"cannot load 'tests.nowhere:Model' with input shape '1,3,8,8': No module named 'tests.nowhere'"),
+    (["inspect", FACTORY, "--input-shape", "1,x"], r"cannot load .* with input shape '1,x'"),
+])
+def test_cli_inspect_bad_model_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+    """Bad model arguments exit with code 2 and say what to pass instead."""
+    import re
+
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err

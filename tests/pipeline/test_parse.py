@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from prunec.passes import L1, RewriteModulePass, SelectUniformPass, VerifyPass
 
 import prunec
-from prunec.passes import L1, RewriteModulePass, SelectUniformPass, VerifyPass
 from prunec.pipeline import format_pipeline, parse_pipeline
 from prunec.scoring import ScoreGroupsPass
 
 
 def test_text_pipeline_builds_typed_passes() -> None:
     """Names become pass objects; options are converted to the field types (float, int, bool)."""
-    passes = parse_pipeline("l1,select-uniform{ratio=0.25,round_to=8},rewrite-module,verify{seeds=1,fallback=no}")
+    text = "l1,select-uniform{ratio=0.25,round_to=8},rewrite-module,verify{seeds=1,fallback=no}"
+    passes = parse_pipeline(text)
     assert passes[0] == ScoreGroupsPass(criterion=L1())
     assert passes[1] == SelectUniformPass(ratio=0.25, round_to=8)
     assert passes[2] == RewriteModulePass()
@@ -46,7 +47,8 @@ def test_pass_manager_prints_its_pipeline() -> None:
 @pytest.mark.parametrize(("text", "message"), [
     ("l2,select-uniform}", r"unbalanced '\}' in pipeline 'l2,select-uniform\}'"),
     ("l2,select-uniform{ratio=0.5", r"unbalanced '\{' in pipeline"),
-    ("select-uniform{ratio=0.5}x", r"options of 'select-uniform' must end with '\}': 'select-uniform\{ratio=0.5\}x'"),
+    ("select-uniform{ratio=0.5}x",
+     r"options of 'select-uniform' must end with '\}': 'select-uniform\{ratio=0.5\}x'"),
     ("select-uniform{ratio}", r"option 'ratio' of 'select-uniform' must look like key=value"),
     ("select-uniform{ratio=0.5,ratio=0.2}", r"option 'ratio' of 'select-uniform' is given twice"),
     ("{ratio=0.5}", r"pipeline step '\{ratio=0.5\}' has options but no pass name"),
@@ -70,7 +72,8 @@ def test_unknown_names_reported_together_with_closest() -> None:
 
 @pytest.mark.parametrize(("text", "message"), [
     ("select-uniform{ratoi=0.5}", r"pass 'select-uniform' has no option 'ratoi'; did you mean 'ratio'\?"),
-    ("verify{xyz=1}", r"pass 'verify' has no option 'xyz'; its options are \['fallback', 'seeds', 'tolerance'\]"),
+    ("verify{xyz=1}",
+     r"pass 'verify' has no option 'xyz'; its options are \['fallback', 'seeds', 'tolerance'\]"),
     ("l2{q=3}", r"pass 'l2' has no option 'q'; its options are \['p'\]"),
 ])
 def test_unknown_options(text: str, message: str) -> None:
@@ -96,3 +99,25 @@ def test_list_item_of_wrong_type() -> None:
     with pytest.raises(prunec.PipelineSyntaxError, match=r"pipeline item 3 \(int\) is neither a step text "
                                                          r"nor a Pass instance"):
         parse_pipeline(["l2", 3])  # type: ignore[list-item]
+
+
+def test_literal_option_lists_its_choices() -> None:
+    """An option typed Literal accepts its values only, and says which they are."""
+    from dataclasses import dataclass
+    from typing import ClassVar, Literal
+
+    from prunec import Artifact, Pass, PassResult, register_pass
+
+    @register_pass("pick-mode")
+    @dataclass(frozen=True)
+    class PickMode(Pass):
+        provides: ClassVar = frozenset({Artifact.MASKS})
+        mode: Literal["fast", "exact"] = "fast"
+
+        def run(self, state):
+            return PassResult(state.replace(masks={}))
+
+    assert parse_pipeline("pick-mode{mode=exact}") == [PickMode(mode="exact")]
+    with pytest.raises(prunec.PipelineSyntaxError, match=r"option 'mode' of 'pick-mode' expects 'fast' or "
+                                                         r"'exact', got 'slow'"):
+        parse_pipeline("pick-mode{mode=slow}")

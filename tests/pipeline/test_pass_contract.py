@@ -8,11 +8,11 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from prunec.passes import RewriteModulePass, SelectUniformPass, VerifyPass
 
 import prunec
 from prunec import Artifact, Pass, PassManager, PassResult, PruneState, register_pass
 from prunec.inputs import ExampleInputs
-from prunec.passes import RewriteModulePass, SelectUniformPass, VerifyPass
 
 
 def state_of(tiny) -> PruneState:
@@ -53,7 +53,7 @@ def test_order_error_names_pass_predecessors_and_providers() -> None:
 
 def test_order_error_is_raised_before_tracing(tiny) -> None:
     """prune() checks the chain before it traces the model (an untraceable model is never reached)."""
-    model, x, _ = tiny
+    _, x, _ = tiny
     with pytest.raises(prunec.PassOrderError, match=r"pass 'select-uniform' requires 'scores'"):
         prunec.prune(object(), x, pipeline="select-uniform{ratio=0.5},rewrite-module")  # type: ignore[arg-type]
 
@@ -150,7 +150,8 @@ def test_registered_pass_runs_in_textual_pipeline(tiny) -> None:
         count: int = 1
 
         def run(self, state):
-            return PassResult(state.replace(masks={g.id: tuple(range(self.count)) for g in state.analysis.groups}))
+            masks = {g.id: tuple(range(self.count)) for g in state.analysis.groups}
+            return PassResult(state.replace(masks=masks))
 
     model, x, _ = tiny
     result = prunec.prune(model, x, pipeline="drop-first{count=3},rewrite-module,verify")
@@ -162,5 +163,6 @@ def test_score_pass_with_unknown_criterion_fails_when_built() -> None:
     """score{criterion=...} with an unknown criterion fails at parse time, naming the closest one."""
     from prunec.pipeline import parse_pipeline
 
-    with pytest.raises(prunec.PruneError, match=r"unknown criterion 'magnitud' \(did you mean 'magnitude'\?\)"):
+    with pytest.raises(prunec.PruneError,
+                       match=r"unknown criterion 'magnitud' \(did you mean 'magnitude'\?\)"):
         parse_pipeline("score{criterion=magnitud},select-uniform")

@@ -1,6 +1,8 @@
-"""A real plugin package, installed with pip into a temporary directory, is discovered through the
-"prunec.plugins" entry-point group; what it registers is listed with its source; clashes and broken
-plugins are errors that name the plugin."""
+"""Plugins: a real package, pip-installed into a temporary directory, is discovered and used.
+
+It is found through the "prunec.plugins" entry-point group; what it registers is listed with its
+source; clashes and broken plugins are errors that name the plugin.
+"""
 
 from __future__ import annotations
 
@@ -125,10 +127,11 @@ def test_plugin_clash_names_both_plugins(demo_plugin: Path, hand_installed: Path
                      "class Copy(prunec.Criterion):\n    def score_slice(self, data):\n"
                      "        return torch.ones(data.weight.shape[0])\n")
     with pytest.raises(prunec.RuleConflictError,
-                       match=r"while loading plugin 'clash' \(clash-plugin 0.1\): criterion name 'demo-max-abs' "
-                             r"is already taken by criterion MaxAbs from plugin 'demo' \(prunec-demo-plugin "
-                             r"0.1.0\) .*prunec_demo_plugin/__init__.py:\d+; the new criterion Copy is from "
-                             r"plugin 'clash' \(clash-plugin 0.1\) .*clash_plugin.py:\d+"):
+                       match=r"while loading plugin 'clash' \(clash-plugin 0.1\): criterion name "
+                             r"'demo-max-abs' is already taken by criterion MaxAbs from plugin 'demo' "
+                             r"\(prunec-demo-plugin 0.1.0\) .*prunec_demo_plugin/__init__.py:\d+; the new "
+                             r"criterion Copy is from plugin 'clash' \(clash-plugin 0.1\) "
+                             r".*clash_plugin.py:\d+"):
         load_plugins(force=True)
 
 
@@ -138,7 +141,8 @@ def test_broken_plugin_is_a_plugin_error(hand_installed: Path) -> None:
                      "import no_such_module_anywhere\n")
     with pytest.raises(prunec.PluginError,
                        match=r"plugin 'broken' \(broken-plugin 0.1\) \(entry point broken = broken_plugin\) "
-                             r"failed to load: ModuleNotFoundError: No module named 'no_such_module_anywhere'\. "
+                             r"failed to load: ModuleNotFoundError: No module named "
+                             r"'no_such_module_anywhere'\. "
                              r"Fix it, or uninstall 'broken-plugin' to run prunec without it"):
         load_plugins(force=True)
 

@@ -103,8 +103,8 @@ def test_pass_name_clash_names_both_sources() -> None:
 
     with pytest.raises(prunec.RuleConflictError,
                        match=r"pass name 'noop' is already taken by pass _Noop from .*test_registry.py:\d+; "
-                             r"the new pass .*Other is from .*test_registry.py:\d+\. Pick another name or pass "
-                             r"override=True"):
+                             r"the new pass .*Other is from .*test_registry.py:\d+\. Pick another name or "
+                             r"pass override=True"):
         register_pass("noop")(Other)
     register_pass("noop", override=True)(Other)
     assert PASSES["noop"].cls is Other
@@ -125,7 +125,8 @@ def test_criterion_clash_names_both_sources() -> None:
         def score_slice(self, data):
             return torch.ones(data.weight.shape[0])
 
-    with pytest.raises(prunec.RuleConflictError, match=r"criterion name 'l1' is already taken by criterion L1"):
+    with pytest.raises(prunec.RuleConflictError,
+                       match=r"criterion name 'l1' is already taken by criterion L1"):
         register_criterion("l1")(Ones)
     with pytest.raises(prunec.RuleConflictError, match=r"criterion name 'verify' is already taken by pass "
                                                        r"VerifyPass"):
@@ -143,15 +144,16 @@ def test_bad_names_are_rejected(name) -> None:
 
 def test_register_pass_needs_a_frozen_dataclass_pass() -> None:
     """Non-Pass classes, non-dataclasses and mutable dataclasses are refused with the fix."""
-    with pytest.raises(prunec.PluginError, match=r"@register_pass\('x'\) must decorate a subclass of prunec.Pass"):
+    with pytest.raises(prunec.PluginError,
+                       match=r"@register_pass\('x'\) must decorate a subclass of prunec.Pass"):
         register_pass("x")(int)
 
     class Plain(_Noop.__mro__[1]):  # a Pass subclass that is not a dataclass
         def run(self, state):
             return PassResult(state)
 
-    with pytest.raises(prunec.PluginError, match=r"pass .*Plain \('x'\) must be a frozen dataclass: its fields "
-                                                 r"are its options. Write @register_pass\(...\) above "
+    with pytest.raises(prunec.PluginError, match=r"pass .*Plain \('x'\) must be a frozen dataclass: its "
+                                                 r"fields are its options. Write @register_pass\(...\) above "
                                                  r"@dataclass\(frozen=True\)"):
         register_pass("x")(Plain)
 
