@@ -176,7 +176,8 @@ def test_golden_check_fails_on_a_difference(golden, request: pytest.FixtureReque
      r"cannot load 'tests.nowhere:Model' with input shape '1,3,8,8': No module named 'tests.nowhere'"),
     (["inspect", FACTORY, "--input-shape", "1,x"], r"cannot load .* with input shape '1,x'"),
 ])
-def test_cli_inspect_bad_model_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+def test_cli_inspect_bad_model_arguments(argv: list[str], message: str,
+                                         capsys: pytest.CaptureFixture) -> None:
     """Bad model arguments exit with code 2 and say what to pass instead."""
     import re
 
