@@ -152,7 +152,8 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike, *, ratio: float |
           target: str | Target | None = None, criterion: Any = "l2",
           ignore: Iterable[str | nn.Module] = (), round_to: int | None = None, strict: bool = False,
           inplace: bool = False, verify: bool = True, output: str = "auto",
-          pipeline: str | Sequence[str | Pass] | None = None, calibration: Sequence[ExampleInputsLike] = (),
+          pipeline: str | Sequence[str | Pass] | None = None,
+          calibration: Sequence[ExampleInputsLike] = (),
           loss_fn: Callable[[Any, int], torch.Tensor] | None = None, tolerance: float = 1e-4,
           rules: RuleRegistry | None = None) -> PruneResult:
     """Prune `model` into a physically smaller one and verify it.
@@ -160,7 +161,8 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike, *, ratio: float |
     Args:
         model: the model; untouched unless `inplace=True`.
         example_inputs: a tensor, a tuple of positional tensors or a dict of keyword tensors.
-        ratio: remove this fraction of every prunable group's channels (lowest scores first).
+        ratio: remove this fraction of every prunable group's channels (lowest scores first). With a
+            custom `pipeline`, ratio and target may both be left out (its passes then decide).
         target: 'macs=0.5' or 'params=0.5': keep at most this share (instead of `ratio`).
         criterion: importance criterion name ('l2', 'l1', ...) or a Criterion instance.
         ignore: modules (or names) whose output channels must be kept.

@@ -22,9 +22,9 @@ from prunec.analysis.groups import Group, Slice
 from prunec.errors import PluginError, PruneError
 from prunec.pipeline.pass_base import Pass, PassResult
 from prunec.pipeline.registry import check_name, check_unclaimed, register_pass
-from prunec.sources import source_of
 from prunec.pipeline.state import Artifact, PruneState
 from prunec.rewrite.slicing import get_state
+from prunec.sources import source_of
 
 
 class Need(str, Enum):

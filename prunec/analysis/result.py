@@ -88,8 +88,10 @@ class Analysis:
         return (param,)
 
     def explain(self, name: str) -> str:
-        """Which rules coupled the channels of `name` (a parameter, node or value), and why any
-        of them are pinned. See `prunec.explain.explain`."""
+        """Say which rules coupled the channels of `name`, and why any of them are pinned.
+
+        `name` is a parameter (state_dict name), an op node or a value; see `prunec.explain.explain`.
+        """
         from prunec.explain import explain
 
         return explain(self, name)

@@ -78,11 +78,19 @@ def _port_names(cls: type, count: int) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _proxy_mode() -> Any:
+    """make_fx's active proxy mode, or None (not tracing, or a torch without this hook)."""
+    from torch.fx.experimental import proxy_tensor
+
+    getter = getattr(proxy_tensor, "get_proxy_mode", None)
+    return getter() if getter is not None else None
+
+
 def _proxy_node(t: Any) -> torch.fx.Node | None:
     from torch.fx.experimental import proxy_tensor
 
-    mode = proxy_tensor.get_proxy_mode()
-    if mode is None or not isinstance(t, torch.Tensor):
+    mode = _proxy_mode()
+    if mode is None or not isinstance(t, torch.Tensor) or not hasattr(proxy_tensor, "get_proxy_slot"):
         return None
     slot = proxy_tensor.get_proxy_slot(t, mode.tracer, None)
     proxy = getattr(slot, "proxy", slot)
@@ -90,10 +98,8 @@ def _proxy_node(t: Any) -> torch.fx.Node | None:
 
 
 def _current_graph() -> torch.fx.Graph | None:
-    from torch.fx.experimental import proxy_tensor
-
-    mode = proxy_tensor.get_proxy_mode()
-    return None if mode is None else mode.tracer.graph
+    mode = _proxy_mode()
+    return None if mode is None else getattr(getattr(mode, "tracer", None), "graph", None)
 
 
 class _Recorder:

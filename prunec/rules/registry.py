@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from prunec.errors import PluginError, RuleConflictError
-from prunec.sources import describe_source
 from prunec.rules.api import Rule
+from prunec.sources import describe_source
 
 
 @dataclass(frozen=True)
