@@ -66,8 +66,8 @@ def _port_names(cls: type, count: int) -> tuple[str, ...]:
     except (TypeError, ValueError):
         params = []
     # forward(ctx, *args) unless setup_context is overridden (then forward(*args))
-    own_setup = getattr(cls, "setup_context", None) is not getattr(
-        torch.autograd.function._SingleLevelFunction, "setup_context", None)
+    base = getattr(torch.autograd.function, "_SingleLevelFunction", torch.autograd.Function)
+    own_setup = getattr(cls, "setup_context", None) is not getattr(base, "setup_context", None)
     if params and not own_setup:
         params = params[1:]
     names: list[str] = []
@@ -109,7 +109,8 @@ class _Recorder:
         self.ids = itertools.count()
 
     def apply(self, original: Any, cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        graph = _current_graph() if self.depth == 0 and not cls.__module__.startswith("torch.") else None
+        from_torch = cls.__module__.split(".")[0] == "torch"  # torch's own Functions stay inlined
+        graph = _current_graph() if self.depth == 0 and not from_torch else None
         if graph is None:
             return original.__get__(None, cls)(*args, **kwargs)
         call = AutogradCall(next(self.ids), autograd_key(cls), cls, _port_names(cls, len(args)))

@@ -294,3 +294,36 @@ def test_function_reading_a_captured_tensor_gets_a_captured_port() -> None:
     graph = prunec.analyze(Net().eval(), X).graph
     node = next(op for op in graph.ops() if op.op.startswith("autograd::"))
     assert [(p, v.param) for p, v in graph.inputs(node)] == [("y", None), ("captured0", "bias")]
+
+
+class ScaledByParam(torch.autograd.Function):
+    """A Function in the setup_context style: forward has no ctx argument."""
+
+    @staticmethod
+    def forward(x, s):
+        return x * s.view(1, -1, 1, 1)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None
+
+
+def test_setup_context_style_function_names_its_ports() -> None:
+    """Ports are forward's parameter names whether or not forward takes ctx."""
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(3, 6, 1)
+            self.s = nn.Parameter(torch.rand(6))
+
+        def forward(self, x):
+            return ScaledByParam.apply(self.a(x), self.s)
+
+    graph = prunec.analyze(Net().eval(), X).graph
+    node = next(op for op in graph.ops() if op.op.startswith("autograd::"))
+    assert node.op == f"autograd::{__name__}.ScaledByParam"
+    assert [(p, v.param) for p, v in graph.inputs(node)] == [("x", None), ("s", "s")]
