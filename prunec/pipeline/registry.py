@@ -108,5 +108,9 @@ def register_pass(name: str, *, override: bool = False) -> Callable[[P], P]:
 
 
 def providers_of(artifact: object) -> list[str]:
-    """Names of registered passes that provide `artifact`."""
-    return sorted(n for n, e in PASSES.items() if artifact in e.cls.provides)
+    """Names usable in a pipeline that provide `artifact`: criteria first (each is a scoring pass
+    under its own name), then passes."""
+    from prunec.scoring import CRITERIA, ScoreGroupsPass
+
+    criteria = sorted(CRITERIA) if artifact in ScoreGroupsPass.provides else []
+    return criteria + sorted(n for n, e in PASSES.items() if artifact in e.cls.provides)

@@ -54,7 +54,9 @@ def test_order_error_names_pass_predecessors_and_providers() -> None:
 def test_order_error_is_raised_before_tracing(tiny) -> None:
     """prune() checks the chain before it traces the model (an untraceable model is never reached)."""
     _, x, _ = tiny
-    with pytest.raises(prunec.PassOrderError, match=r"pass 'select-uniform' requires 'scores'"):
+    with pytest.raises(prunec.PassOrderError, match=r"pass 'select-uniform' requires 'scores', which no earlier "
+                                                    r"pass provides \(passes before it: \[\]\); add a pass "
+                                                    r"such as 'l1', 'l2', 'magnitude' before it"):
         prunec.prune(object(), x, pipeline="select-uniform{ratio=0.5},rewrite-module")  # type: ignore[arg-type]
 
 
