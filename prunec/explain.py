@@ -21,6 +21,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order
 
+from prunec.analysis.coupling import coupling_atoms
 from prunec.analysis.result import Analysis
 from prunec.errors import PruneError
 from prunec.ir.graph import Value
@@ -64,6 +65,7 @@ class _Index:
 
     def __init__(self, analysis: Analysis) -> None:
         self.analysis = analysis
+        self.group_of = analysis.component_groups()
         table = analysis.coupling.atoms
         self.edges: list[_Edge] = []
         heads: list[np.ndarray] = []
@@ -71,13 +73,10 @@ class _Index:
         owners: list[np.ndarray] = []
         for node, couplings in analysis.coupling.node_couplings.items():
             for c in couplings:
-                sa, sb = table.slot_id(c.a), table.slot_id(c.b)
-                na, nb = int(table.slot_size[sa]), int(table.slot_size[sb])
-                ia, ib = c.map.pairs(na, nb)
-                ok = (ia >= 0) & (ia < na) & (ib >= 0) & (ib < nb)
-                heads.append(table.atoms(sa, ia[ok]))
-                tails.append(table.atoms(sb, ib[ok]))
-                owners.append(np.full(int(ok.sum()), len(self.edges), dtype=np.int64))
+                a_atoms, b_atoms = coupling_atoms(table, c)
+                heads.append(a_atoms)
+                tails.append(b_atoms)
+                owners.append(np.full(len(a_atoms), len(self.edges), dtype=np.int64))
                 self.edges.append(_Edge(node, c))
         self.a = np.concatenate(heads) if heads else np.zeros(0, np.int64)
         self.b = np.concatenate(tails) if tails else np.zeros(0, np.int64)
@@ -111,13 +110,6 @@ class _Index:
         return steps
 
 
-def _group_of_components(analysis: Analysis) -> np.ndarray:
-    out = np.full(analysis.coupling.num_components, -1, dtype=np.int64)
-    for g in analysis.groups:
-        out[g.components] = g.id
-    return out
-
-
 def _axis_lines(analysis: Analysis, index: _Index, value: Value, axis: int, detail: bool,
                 label: str = "axis ") -> Iterator[str]:
     """What happened to one axis of one value: its group (and who coupled it) or its pin."""
@@ -127,7 +119,7 @@ def _axis_lines(analysis: Analysis, index: _Index, value: Value, axis: int, deta
     atoms = table.atoms(sid)
     size = value.shape[axis]
     comps = np.unique(cr.labels[atoms])
-    groups = sorted({int(g) for g in _group_of_components(analysis)[comps] if g >= 0})
+    groups = sorted({int(g) for g in index.group_of[comps] if g >= 0})
     pinned = comps[cr.comp_pinned[comps]]
     head = f"  {label}{axis}{']' if label.endswith('[') else ''} (size {size}): "
     if not groups and len(pinned) == 0:

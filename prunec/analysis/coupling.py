@@ -108,6 +108,15 @@ def _param_derived(graph: Graph, registry: RuleRegistry) -> set[str]:
     return derived
 
 
+def coupling_atoms(table: AtomTable, c: Coupling) -> tuple[np.ndarray, np.ndarray]:
+    """The atom pairs a coupling joins (index pairs outside either slot are dropped)."""
+    sa, sb = table.slot_id(c.a), table.slot_id(c.b)
+    na, nb = int(table.slot_size[sa]), int(table.slot_size[sb])
+    ia, ib = c.map.pairs(na, nb)
+    ok = (ia >= 0) & (ia < na) & (ib >= 0) & (ib < nb)
+    return table.atoms(sa, ia[ok]), table.atoms(sb, ib[ok])
+
+
 def _compile(facts: Sequence[Fact], table: AtomTable, reasons: _Reasons, node_slots: set[int],
              node: OpNode) -> _Compiled:
     out = _Compiled()
@@ -116,11 +125,7 @@ def _compile(facts: Sequence[Fact], table: AtomTable, reasons: _Reasons, node_sl
             sa, sb = table.slot_id(f.a), table.slot_id(f.b)
             _check_own(sa, node_slots, f.a, node)
             _check_own(sb, node_slots, f.b, node)
-            na, nb = int(table.slot_size[sa]), int(table.slot_size[sb])
-            ia, ib = f.map.pairs(na, nb)
-            ok = (ia >= 0) & (ia < na) & (ib >= 0) & (ib < nb)
-            ia, ib = ia[ok], ib[ok]
-            a_atoms, b_atoms = table.atoms(sa, ia), table.atoms(sb, ib)
+            a_atoms, b_atoms = coupling_atoms(table, f)
             out.edges.append((a_atoms, b_atoms))
             out.carriers += [a_atoms, b_atoms]
             out.mentioned.update((sa, sb))

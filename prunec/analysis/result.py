@@ -87,6 +87,13 @@ class Analysis:
                 return (param, *v.aliases)
         return (param,)
 
+    def component_groups(self) -> np.ndarray:
+        """Group id of every atom component (-1 for components in no group)."""
+        out = np.full(self.coupling.num_components, -1, dtype=np.int64)
+        for g in self.groups:
+            out[g.components] = g.id
+        return out
+
     def explain(self, name: str) -> str:
         """Say which rules coupled the channels of `name`, and why any of them are pinned.
 

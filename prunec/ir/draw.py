@@ -32,12 +32,13 @@ def group_color(group_id: int | None) -> str:
     return UNGROUPED if group_id is None else PALETTE[group_id % len(PALETTE)]
 
 
-def axis_groups(analysis: Analysis, value: Value) -> list[int | None]:
-    """Per axis of `value`: the id of the group its channels belong to, or None."""
+def axis_groups(analysis: Analysis, value: Value, group_of: np.ndarray | None = None) -> list[int | None]:
+    """Per axis of `value`: the id of the group its channels belong to, or None.
+
+    `group_of` is `analysis.component_groups()`, passed in when drawing many values.
+    """
     cr = analysis.coupling
-    group_of = np.full(cr.num_components, -1, dtype=np.int64)
-    for g in analysis.groups:
-        group_of[g.components] = g.id
+    group_of = analysis.component_groups() if group_of is None else group_of
     out: list[int | None] = []
     for sid in cr.atoms.slots_of(value):
         ids = group_of[cr.labels[cr.atoms.atoms(sid)]]
@@ -46,9 +47,9 @@ def axis_groups(analysis: Analysis, value: Value) -> list[int | None]:
     return out
 
 
-def channel_group(analysis: Analysis, value: Value) -> int | None:
+def channel_group(analysis: Analysis, value: Value, group_of: np.ndarray | None = None) -> int | None:
     """The group carried by `value`: that of its first axis that belongs to a group."""
-    return next((g for g in axis_groups(analysis, value) if g is not None), None)
+    return next((g for g in axis_groups(analysis, value, group_of) if g is not None), None)
 
 
 def _q(text: str) -> str:
@@ -68,15 +69,17 @@ def to_dot(analysis: Analysis, *, max_ops: int = MAX_DRAWN_OPS) -> str:
     _check_size(analysis, max_ops)
     graph = analysis.graph
     pinned = {p.node: p.reason for p in analysis.pinned}
+    group_of = analysis.component_groups()
     lines = ["digraph prunec {", "  rankdir=TB;", '  node [fontname="Helvetica", fontsize=10];',
              '  edge [fontname="Helvetica", fontsize=8];']
     for v in graph.values():
         if v.name in graph.graph_inputs:
             lines.append(f"  {_q('v:' + v.name)} [shape=oval, label={_q(f'{v.name} {list(v.shape)}')}];")
         elif v.is_state and graph.consumers(v):
-            axes = " ".join(f"{k}:g{g}" for k, g in enumerate(axis_groups(analysis, v)) if g is not None)
+            per_axis = enumerate(axis_groups(analysis, v, group_of))
+            axes = " ".join(f"{k}:g{g}" for k, g in per_axis if g is not None)
             label = f"{v.param} {list(v.shape)}" + (f"\n{axes}" if axes else "")
-            color = group_color(channel_group(analysis, v))
+            color = group_color(channel_group(analysis, v, group_of))
             lines.append(f"  {_q('v:' + v.name)} [shape=note, style=filled, fillcolor={_q(color)}, "
                          f"fontcolor=white, label={_q(label)}];")
     for op in graph.ops():
@@ -92,7 +95,7 @@ def to_dot(analysis: Analysis, *, max_ops: int = MAX_DRAWN_OPS) -> str:
             src = "op:" + producer.name if producer is not None else "v:" + v.name
             if producer is None and not (v.name in graph.graph_inputs or v.is_state):
                 continue  # constants: not drawn
-            group = channel_group(analysis, v)
+            group = channel_group(analysis, v, group_of)
             tag = f" g{group}" if group is not None else ""
             label = f"{port}: {list(v.shape)}{tag}" if producer is not None else port
             lines.append(f"  {_q(src)} -> {_q('op:' + op.name)} [color={_q(group_color(group))}, "
@@ -145,6 +148,7 @@ def draw(analysis: Analysis, path: str | None = None, *, max_ops: int = MAX_DRAW
     from matplotlib.patches import FancyBboxPatch, Patch
 
     graph = analysis.graph
+    group_of = analysis.component_groups()
     pos = _layers(analysis)
     pinned = {p.node for p in analysis.pinned}
     depth = max((d for d, _ in pos.values()), default=0) + 1
@@ -160,13 +164,14 @@ def draw(analysis: Analysis, path: str | None = None, *, max_ops: int = MAX_DRAW
                 continue
             x0, y0 = xy[producer.name]
             bend = 0.35 if y0 - y1 > 1.0 else 0.0  # skip connections curve around the boxes between
+            color = group_color(channel_group(analysis, v, group_of))
             ax.annotate("", xy=(x1, y1 + 0.22), xytext=(x0, y0 - 0.22),
-                        arrowprops={"arrowstyle": "->", "color": group_color(channel_group(analysis, v)),
+                        arrowprops={"arrowstyle": "->", "color": color,
                                     "connectionstyle": f"arc3,rad={bend}"})
     for op in graph.ops():
         x, y = xy[op.name]
         outs = graph.outputs(op)
-        fill = group_color(channel_group(analysis, outs[0])) if outs else UNGROUPED
+        fill = group_color(channel_group(analysis, outs[0], group_of)) if outs else UNGROUPED
         edge = "red" if op.name in pinned else "black"
         ax.add_patch(FancyBboxPatch((x - 1.0, y - 0.22), 2.0, 0.44, boxstyle="round,pad=0.02",
                                     facecolor=fill, edgecolor=edge, linewidth=2 if op.name in pinned else 0.8,
