@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prunec.analysis.result import Analysis
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_VERIFY = 0, 2, 3
 
@@ -50,18 +54,18 @@ def add_explain_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draw", metavar="PATH", help="draw the groups with matplotlib (.png, .svg)")
 
 
-def run_explain_options(args: argparse.Namespace, analysis: object) -> None:
+def run_explain_options(args: argparse.Namespace, analysis: Analysis) -> None:
     """Act on --explain/--dot/--draw for an Analysis (the hook `prunec inspect` calls)."""
     from prunec.ir.draw import draw, to_dot
 
     for name in getattr(args, "explain", None) or []:
-        print(analysis.explain(name))  # type: ignore[attr-defined]  # an Analysis
+        print(analysis.explain(name))
     if getattr(args, "dot", None):
         with open(args.dot, "w", encoding="utf-8") as f:
-            f.write(to_dot(analysis))  # type: ignore[arg-type]
+            f.write(to_dot(analysis))
         print(f"wrote {args.dot}")
     if getattr(args, "draw", None):
-        draw(analysis, args.draw)  # type: ignore[arg-type]
+        draw(analysis, args.draw)
         print(f"wrote {args.draw}")
 
 
