@@ -82,7 +82,7 @@ class _Index:
         self.b = np.concatenate(tails) if tails else np.zeros(0, np.int64)
         self.owner = np.concatenate(owners) if owners else np.zeros(0, np.int64)
         n = table.total
-        self.matrix = coo_matrix((np.ones(len(self.a) * 2, np.int8),
+        self.matrix = coo_matrix((np.ones(len(self.a) * 2, np.int32),
                                   (np.concatenate([self.a, self.b]), np.concatenate([self.b, self.a]))),
                                  shape=(n, n)).tocsr()
 
@@ -138,11 +138,11 @@ def _axis_lines(analysis: Analysis, index: _Index, value: Value, axis: int, deta
                 yield f"      ... and {len(edges) - MAX_COUPLINGS_SHOWN} more"
     if len(pinned):
         comp = int(pinned[0])
-        rid = int(cr.comp_pin_reason[comp])
-        reason = cr.reasons[rid] if rid >= 0 else "pinned"
         count = int(cr.comp_pinned[cr.labels[atoms]].sum())
         which = "all" if count == size else f"{count} of {size}"
-        yield head + f"pinned ({which} channels): {reason}"
+        rids = dict.fromkeys(int(r) for r in cr.comp_pin_reason[pinned])
+        reasons = "; ".join(cr.reasons[r] if r >= 0 else "pinned" for r in rids)
+        yield head + f"pinned ({which} channels): {reasons}"
         source = int(cr.comp_pin_atom[comp])
         if detail and source >= 0:
             first = int(atoms[cr.labels[atoms] == comp][0])
