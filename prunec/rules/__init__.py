@@ -17,6 +17,7 @@ from prunec.rules.families import broadcasting, creation, elementwise, metadata_
 from prunec.rules.registry import RULES, RuleRegistry, op_rule
 
 from prunec.rules import torch_ops as _torch_ops  # noqa: E402,F401  (registers the ATen table)
+from prunec.rules import onnx_ops as _onnx_ops  # noqa: E402,F401  (registers the ONNX table)
 
 __all__ = [
     "RULES", "ArrayMap", "Block", "ChannelMap", "Coupling", "Declined", "Digit", "Explicit", "Identity",

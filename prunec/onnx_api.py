@@ -1,0 +1,253 @@
+"""The one-call API for ONNX models: `analyze`, `prune`, and the result that saves itself.
+
+`prunec.analyze` / `prunec.prune` delegate here when given a path to an .onnx file or an
+`onnx.ModelProto`. The analysis is the same as for torch (same IR, same coupling solve, same
+groups); scoring reads initializers, selection is the built-in uniform pass's plan, the rewrite
+is `prunec.rewrite.to_onnx`, and verification runs both files in onnxruntime.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+
+from prunec.analysis.atoms import AtomTable
+from prunec.analysis.cost import graph_macs
+from prunec.analysis.coupling import analyse_couplings
+from prunec.analysis.groups import RemovedGroup, build_groups
+from prunec.analysis.result import Analysis
+from prunec.errors import InputError, PruneError, TargetError
+from prunec.frontends.onnx_graph import OnnxSource, load, match_nodes
+from prunec.report import LayerChange, PruneReport
+from prunec.rules.registry import RULES, RuleRegistry
+from prunec.targets import Target
+from prunec.verify import VerificationReport
+
+OnnxLike = Any
+"""A path to an .onnx file (str or os.PathLike) or an onnx.ModelProto."""
+Progress = Callable[[str], None]
+
+
+def is_onnx_model(obj: object) -> bool:
+    """Whether `obj` is something the ONNX path takes: a path or an onnx.ModelProto."""
+    return isinstance(obj, (str, os.PathLike, onnx.ModelProto))
+
+
+def input_shapes_from(example_inputs: Any) -> tuple[dict[str, tuple[int, ...]] | None, list[dict[str, np.ndarray]]]:
+    """Shapes and feeds from ONNX example inputs: None, {name: array}, or a tuple of arrays (in
+    the order of the graph inputs; resolved later)."""
+    if example_inputs is None:
+        return None, []
+    if isinstance(example_inputs, Mapping):
+        feeds = {str(k): _as_numpy(v) for k, v in example_inputs.items()}
+        return {k: tuple(v.shape) for k, v in feeds.items()}, [feeds]
+    raise InputError("example inputs of an ONNX model must be None or a dict {input name: array}; got "
+                     f"{type(example_inputs).__name__}")
+
+
+def _as_numpy(v: Any) -> np.ndarray:
+    if hasattr(v, "detach"):
+        return v.detach().cpu().numpy()
+    return np.asarray(v)
+
+
+def analyze(model: OnnxLike, *, input_shapes: Mapping[str, Sequence[int]] | None = None, batch: int = 1,
+            ignore: Iterable[str] = (), strict: bool = False, rules: RuleRegistry | None = None) -> Analysis:
+    """Load an ONNX model and find its zero-invariant groups of coupled initializer slices.
+
+    Args:
+        model: path to an .onnx file, or an onnx.ModelProto.
+        input_shapes: concrete shape per graph input (needed for symbolic dims other than batch).
+        batch: size of a symbolic first axis of the inputs.
+        ignore: node names, globs ('/fc/*') or initializer names whose output channels must stay.
+        strict: raise UnsupportedOpError instead of pinning nodes that have no rule.
+        rules: a rule registry (default: the global one with the built-in ONNX rules).
+
+    Returns:
+        An Analysis whose groups' members are Slice(initializer name, dim, indices).
+    """
+    import prunec.passes  # noqa: F401  (registers the built-in passes and criteria)
+    import prunec.rules  # noqa: F401  (registers the built-in op rules)
+    from prunec.plugins import load_plugins
+
+    load_plugins()
+    source = load(model, input_shapes=input_shapes, batch=batch)
+    graph = source.graph
+    table = AtomTable(graph)
+    pins: list[tuple[np.ndarray, str]] = []
+    for pattern, ops in match_nodes(source, list(ignore)).items():
+        for name in ops:
+            for v in graph.outputs(graph.op(name)):
+                pins += [(table.atoms(s), f"output of ignored node '{name}' ({pattern})") for s in table.slots_of(v)]
+    coupling = analyse_couplings(graph, rules or RULES, strict=strict, extra_pins=pins)
+    groups, pinned_params = build_groups(graph, coupling)
+    return Analysis(graph, tuple(groups), tuple(coupling.pinned), tuple(pinned_params), coupling, source)
+
+
+def count_params(model: onnx.ModelProto) -> int:
+    """Parameter elements of an ONNX model: floating-point initializers of rank >= 1 that some node
+    (or a graph output) reads."""
+    from prunec.frontends.onnx_tensors import FLOAT_TYPES
+
+    used = {name for n in model.graph.node for name in n.input} | {o.name for o in model.graph.output}
+    return sum(int(np.prod(t.dims, dtype=np.int64)) for t in model.graph.initializer
+               if t.data_type in FLOAT_TYPES and len(t.dims) >= 1 and t.name in used)
+
+
+@dataclass(frozen=True, eq=False)
+class OnnxPruneResult:
+    """The pruned ONNX model, what was removed (original numbering), the report, the check."""
+
+    model: onnx.ModelProto
+    removed: tuple[RemovedGroup, ...]
+    report: PruneReport
+    analysis: Analysis
+    verification: VerificationReport | None
+
+    @property
+    def output_kind(self) -> str:
+        """Always 'onnx'."""
+        return self.report.output_kind
+
+    def save(self, path: str | os.PathLike[str], *, external_data: bool | None = None) -> None:
+        """Write the pruned model to `path` (all or nothing: no partial file is left on failure).
+
+        External data (`<file>.data` next to it) is used when the model is larger than 2 GB, when
+        the original used it, or when `external_data=True`.
+        """
+        from prunec.rewrite.to_onnx import save_model
+
+        source: OnnxSource = self.analysis.source
+        save_model(self.model, os.fspath(path), base_dir=_base_dir(source), external_data=external_data)
+
+
+def _base_dir(source: OnnxSource) -> str | None:
+    return source.tensors.base_dir
+
+
+def score_groups(analysis: Analysis, criterion: Any = "l2") -> dict[int, np.ndarray]:
+    """Importance of every channel of every group, from the initializers (weight-only criteria)."""
+    import torch
+
+    from prunec.scoring import Need, SliceData, get_criterion
+
+    crit = get_criterion(criterion)
+    if crit.needs:
+        needs = ", ".join(sorted(n.value for n in crit.needs))
+        raise PruneError(f"criterion {crit.name!r} needs {needs}, which an ONNX file cannot provide; use a "
+                         "weight-only criterion such as 'l2' or 'l1'")
+    source: OnnxSource = analysis.source
+    scores: dict[int, np.ndarray] = {}
+    for group in analysis.groups:
+        member_scores: list[np.ndarray] = []
+        for member, chan_of in zip(group.members, group.channel_of):
+            values = source.tensors.array(member.param)
+            rows = np.take(values, np.asarray(member.indices, dtype=np.int64), axis=member.dim)
+            rows = np.moveaxis(rows, member.dim, 0).reshape(len(member.indices), -1).astype(np.float32)
+            data = SliceData(member, torch.from_numpy(np.ascontiguousarray(rows)), False)
+            s = crit.score_slice(data).detach().double().cpu().numpy().reshape(-1)
+            member_scores.append(np.bincount(chan_of, weights=s, minlength=group.channel_count))
+        scores[group.id] = np.asarray(crit.score_group(group, member_scores or [np.ones(group.channel_count)]))
+    return scores
+
+
+def plan(analysis: Analysis, scores: Mapping[int, np.ndarray], target: Target, round_to: int | None
+         ) -> tuple[dict[int, tuple[int, ...]], float]:
+    """Channels to remove per group (the built-in uniform selection) and the ratio used."""
+    from prunec.passes import plan_uniform, search_ratio
+
+    if target.kind == "latency":
+        raise TargetError("latency targets are not supported for ONNX models; use macs=, params= or ratio=")
+    ratio = target.value if target.kind == "ratio" else search_ratio(analysis, scores, target, round_to, 1)
+    return plan_uniform(analysis, scores, ratio, round_to, 1), ratio
+
+
+def prune(model: OnnxLike, example_inputs: Any = None, *, ratio: float | None = None,
+          target: str | Target | None = None, criterion: Any = "l2", ignore: Iterable[str] = (),
+          round_to: int | None = None, strict: bool = False, verify: bool = True, tolerance: float = 1e-4,
+          input_shapes: Mapping[str, Sequence[int]] | None = None, batch: int = 1, seeds: int = 2,
+          rules: RuleRegistry | None = None, progress: Progress | None = None) -> OnnxPruneResult:
+    """Prune an ONNX model into a structurally smaller one and verify it with onnxruntime.
+
+    Args:
+        model: path to an .onnx file, or an onnx.ModelProto.
+        example_inputs: None (random inputs of the resolved shapes) or {input name: array}; they fix
+            the concrete shapes and are checked by verification.
+        ratio: remove this fraction of every prunable group's channels.
+        target: 'macs=0.5' or 'params=0.5' (keep at most this share) instead of `ratio`.
+        criterion: a weight-only criterion name ('l2', 'l1') or Criterion instance.
+        ignore: node names, globs or initializer names whose output channels must stay.
+        round_to: keep channel counts multiples of this.
+        strict: raise UnsupportedOpError for nodes without a rule instead of pinning them.
+        verify: run the pruned model against the zeroed original in onnxruntime (VerificationError
+            on mismatch).
+        tolerance: maximum relative output difference allowed by verification.
+        input_shapes, batch: concrete shapes for symbolic input dims (see `analyze`).
+        seeds: number of fresh random inputs verification checks besides the example.
+        rules: a rule registry (default: the global one).
+        progress: called with the name of each step as it starts.
+
+    Returns:
+        OnnxPruneResult with `.model` (onnx.ModelProto), `.removed`, `.report`, `.verification`.
+    """
+    from prunec.api import _target_from
+    from prunec.onnx_verify import verify_pruned
+    from prunec.rewrite.to_onnx import rewrite_onnx
+
+    step = progress or (lambda _name: None)
+    tgt = _target_from(ratio, target)
+    if round_to is not None and (not isinstance(round_to, int) or round_to < 1):
+        raise TargetError(f"round_to must be a positive integer, got {round_to!r}")
+    shapes, feeds = input_shapes_from(example_inputs)
+    if shapes is not None:
+        input_shapes = {**dict(input_shapes or {}), **shapes}
+    step("analyse")
+    analysis = analyze(model, input_shapes=input_shapes, batch=batch, ignore=ignore, strict=strict, rules=rules)
+    step("score")
+    scores = score_groups(analysis, criterion)
+    step("select")
+    masks, used_ratio = plan(analysis, scores, tgt, round_to)
+    keep = analysis.keep_mask(masks)
+    removed = tuple(analysis.group(gid).select(ch) for gid, ch in sorted(masks.items()) if ch)
+    step("rewrite")
+    pruned, notes = rewrite_onnx(analysis, keep)
+    report_v = None
+    if verify:
+        step("verify")
+        report_v = verify_pruned(analysis, pruned, keep, removed, feeds, seeds=seeds, tolerance=tolerance)
+    report = _report(analysis, pruned, keep, removed, report_v, (f"uniform ratio {used_ratio:.4f} per group", *notes))
+    return OnnxPruneResult(pruned, removed, report, analysis, report_v)
+
+
+def _report(analysis: Analysis, pruned: onnx.ModelProto, keep: np.ndarray, removed: tuple[RemovedGroup, ...],
+            verification: VerificationReport | None, notes: tuple[str, ...]) -> PruneReport:
+    source: OnnxSource = analysis.source
+    shapes = analysis.new_shapes(keep)
+    layers = []
+    for name, axes in analysis.state_changes(keep).items():
+        shape = source.tensors.shape(name)
+        layers += [LayerChange(name, dim, shape[dim], len(kept)) for dim, kept in axes.items()]
+    title = os.path.basename(source.path) if source.path else (source.model.graph.name or "onnx model")
+    return PruneReport(
+        model=title,
+        params_before=count_params(source.model),
+        params_after=count_params(pruned),
+        macs_before=graph_macs(analysis.graph),
+        macs_after=graph_macs(analysis.graph, shapes),
+        groups_found=len(analysis.groups),
+        groups_pruned=len(removed),
+        channels_total=analysis.prunable_channels,
+        channels_removed=sum(len(r.channels) for r in removed),
+        output_kind="onnx",
+        verification=verification,
+        pinned=analysis.pinned,
+        pinned_params=analysis.pinned_params,
+        not_zero_invariant=tuple(f"{r.name}: {'; '.join(r.notes)}" for r in removed if not r.zero_invariant),
+        layers=tuple(layers),
+        notes=notes,
+    )
