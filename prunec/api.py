@@ -71,12 +71,13 @@ def _ignore_pins(graph: Any, table_atoms: Callable[[str], list[np.ndarray]], pat
     return pins
 
 
-def analyze(model: nn.Module, example_inputs: ExampleInputsLike, *, ignore: Iterable[str | nn.Module] = (),
+def analyze(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ignore: Iterable[str | nn.Module] = (),
             strict: bool = False, rules: RuleRegistry | None = None) -> Analysis:
     """Trace `model` and find its zero-invariant groups of coupled parameter slices.
 
     Args:
-        model: the model; it is not modified.
+        model: the model; it is not modified. A path to an .onnx file or an onnx.ModelProto is
+            analysed by `prunec.onnx_api.analyze` (example_inputs: None or {input name: array}).
         example_inputs: a tensor, a tuple of positional tensors or a dict of keyword tensors.
         ignore: modules (or names) whose output channels must be kept.
         strict: raise UnsupportedOpError instead of pinning ops that have no rule.
@@ -85,6 +86,12 @@ def analyze(model: nn.Module, example_inputs: ExampleInputsLike, *, ignore: Iter
     Returns:
         An Analysis: `.groups` (each with `.members` as Slice(param, dim, indices)), `.pinned`.
     """
+    from prunec.onnx_api import is_onnx_model
+
+    if is_onnx_model(model):
+        from prunec import onnx_api
+
+        return onnx_api.analyze(model, example_inputs, ignore=ignore, strict=strict, rules=rules)  # type: ignore[arg-type]
     _load_builtins()
     inputs = ExampleInputs.from_user(example_inputs)
     paths = _resolve_ignore(model, ignore)
@@ -148,7 +155,7 @@ def _default_passes(criterion: Any, output: str, verify: bool) -> list[Pass]:
     return passes
 
 
-def prune(model: nn.Module, example_inputs: ExampleInputsLike, *, ratio: float | None = None,
+def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: float | None = None,
           target: str | Target | None = None, criterion: Any = "l2",
           ignore: Iterable[str | nn.Module] = (), round_to: int | None = None, strict: bool = False,
           inplace: bool = False, verify: bool = True, output: str = "auto",
@@ -159,7 +166,8 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike, *, ratio: float |
     """Prune `model` into a physically smaller one and verify it.
 
     Args:
-        model: the model; untouched unless `inplace=True`.
+        model: the model; untouched unless `inplace=True`. A path to an .onnx file or an
+            onnx.ModelProto is pruned by `prunec.onnx_api.prune` and gives an OnnxPruneResult.
         example_inputs: a tensor, a tuple of positional tensors or a dict of keyword tensors.
         ratio: remove this fraction of every prunable group's channels (lowest scores first). With a
             custom `pipeline`, ratio and target may both be left out (its passes then decide).
@@ -184,6 +192,16 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike, *, ratio: float |
     Raises:
         TargetError, InputError, TraceError, UnsupportedOpError (strict), VerificationError.
     """
+    from prunec.onnx_api import is_onnx_model
+
+    if is_onnx_model(model):
+        from prunec import onnx_api
+
+        onnx_api.reject_torch_options(inplace=inplace, output=output, pipeline=pipeline, calibration=calibration,
+                                      loss_fn=loss_fn)
+        return onnx_api.prune(model, example_inputs, ratio=ratio, target=target, criterion=criterion,  # type: ignore[return-value]
+                              ignore=ignore, round_to=round_to, strict=strict, verify=verify,  # type: ignore[arg-type]
+                              tolerance=tolerance, rules=rules)
     _load_builtins()
     if output not in OUTPUT_KINDS:
         raise InputError(f"output={output!r}; use one of {', '.join(OUTPUT_KINDS)}")

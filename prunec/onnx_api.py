@@ -56,12 +56,24 @@ def _as_numpy(v: Any) -> np.ndarray:
     return np.asarray(v)
 
 
-def analyze(model: OnnxLike, *, input_shapes: Mapping[str, Sequence[int]] | None = None, batch: int = 1,
+def reject_torch_options(*, inplace: bool = False, output: str = "auto", pipeline: Any = None,
+                         calibration: Sequence[Any] = (), loss_fn: Any = None) -> None:
+    """Raise InputError for prune() options that only apply to torch models."""
+    used = [name for name, given in (("inplace", inplace), ("output", output != "auto"),
+                                     ("pipeline", pipeline is not None), ("calibration", bool(calibration)),
+                                     ("loss_fn", loss_fn is not None)) if given]
+    if used:
+        raise InputError(f"{', '.join(used)} apply to torch models only; an ONNX model is pruned with the "
+                         "built-in score/select/rewrite/verify steps (see prunec.onnx_api.prune)")
+
+
+def analyze(model: OnnxLike, example_inputs: Any = None, *, input_shapes: Mapping[str, Sequence[int]] | None = None, batch: int = 1,
             ignore: Iterable[str] = (), strict: bool = False, rules: RuleRegistry | None = None) -> Analysis:
     """Load an ONNX model and find its zero-invariant groups of coupled initializer slices.
 
     Args:
         model: path to an .onnx file, or an onnx.ModelProto.
+        example_inputs: None or {input name: array}: fixes the concrete input shapes.
         input_shapes: concrete shape per graph input (needed for symbolic dims other than batch).
         batch: size of a symbolic first axis of the inputs.
         ignore: node names, globs ('/fc/*') or initializer names whose output channels must stay.
@@ -76,6 +88,9 @@ def analyze(model: OnnxLike, *, input_shapes: Mapping[str, Sequence[int]] | None
     from prunec.plugins import load_plugins
 
     load_plugins()
+    shapes, _ = input_shapes_from(example_inputs)
+    if shapes is not None:
+        input_shapes = {**dict(input_shapes or {}), **shapes}
     source = load(model, input_shapes=input_shapes, batch=batch)
     graph = source.graph
     table = AtomTable(graph)
@@ -203,11 +218,10 @@ def prune(model: OnnxLike, example_inputs: Any = None, *, ratio: float | None = 
     tgt = _target_from(ratio, target)
     if round_to is not None and (not isinstance(round_to, int) or round_to < 1):
         raise TargetError(f"round_to must be a positive integer, got {round_to!r}")
-    shapes, feeds = input_shapes_from(example_inputs)
-    if shapes is not None:
-        input_shapes = {**dict(input_shapes or {}), **shapes}
+    _, feeds = input_shapes_from(example_inputs)
     step("analyse")
-    analysis = analyze(model, input_shapes=input_shapes, batch=batch, ignore=ignore, strict=strict, rules=rules)
+    analysis = analyze(model, example_inputs, input_shapes=input_shapes, batch=batch, ignore=ignore, strict=strict,
+                       rules=rules)
     step("score")
     scores = score_groups(analysis, criterion)
     step("select")

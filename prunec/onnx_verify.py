@@ -53,7 +53,6 @@ def build_reference(analysis: Analysis, keep: np.ndarray, removed: Sequence[Remo
 def _removal_at_mixing_nodes(ref: onnx.ModelProto, analysis: Analysis, keep: np.ndarray) -> int:
     source: OnnxSource = analysis.source
     graph = analysis.graph
-    new_shapes = analysis.new_shapes(keep)
     extra: dict[int, tuple[list[onnx.NodeProto], list[onnx.NodeProto]]] = {}
     for op in graph.ops():
         if op.name not in analysis.coupling.reducing:
@@ -82,23 +81,18 @@ def _removal_at_mixing_nodes(ref: onnx.ModelProto, analysis: Analysis, keep: np.
                 continue
             current = f"{name}__kept"
             node.output[k] = current
-            shape = list(new_shapes[name])
             for n_axis, (axis, kept) in enumerate(sorted(axes.items())):
                 full = graph.value(name).shape[axis]
-                zeros_shape = list(shape)
-                zeros_shape[axis] = 1
                 dtype = np.dtype(graph.value(name).dtype)
-                zeros = _const(after, f"{name}__zeros{axis}", np.zeros(zeros_shape, dtype=dtype))
+                zeros = _zeros_like_slice(after, current, axis, dtype, f"{name}__zeros{axis}")
                 padded = f"{name}__padded{axis}"
                 after.append(helper.make_node("Concat", [current, zeros], [padded], axis=axis))
                 inverse = np.full(full, len(kept), dtype=np.int64)
                 inverse[np.asarray(kept, dtype=np.int64)] = np.arange(len(kept))
                 inv = _const(after, f"{name}__inverse{axis}", inverse)
-                last = n_axis == len(axes) - 1
-                out = name if last else f"{name}__scattered{axis}"
+                out = name if n_axis == len(axes) - 1 else f"{name}__scattered{axis}"
                 after.append(helper.make_node("Gather", [padded, inv], [out], axis=axis))
                 current = out
-                shape[axis] = full
         extra[i] = (before, after)
     nodes = []
     for i, node in enumerate(ref.graph.node):
@@ -109,6 +103,18 @@ def _removal_at_mixing_nodes(ref: onnx.ModelProto, analysis: Analysis, keep: np.
     return len(extra)
 
 
+def _zeros_like_slice(nodes: list[onnx.NodeProto], x: str, axis: int, dtype: np.dtype, name: str) -> str:
+    """Zeros shaped like x[..., 0:1, ...] along `axis` (any batch size)."""
+    one = _const(nodes, f"{name}_one", np.asarray([1], dtype=np.int64))
+    zero = _const(nodes, f"{name}_zero", np.asarray([0], dtype=np.int64))
+    ax = _const(nodes, f"{name}_axis", np.asarray([axis], dtype=np.int64))
+    nodes.append(helper.make_node("Slice", [x, zero, one, ax], [f"{name}_slice"]))
+    nodes.append(helper.make_node("Shape", [f"{name}_slice"], [f"{name}_shape"]))
+    nodes.append(helper.make_node("ConstantOfShape", [f"{name}_shape"], [name],
+                                  value=numpy_helper.from_array(np.zeros(1, dtype=dtype))))
+    return name
+
+
 def _const(nodes: list[onnx.NodeProto], name: str, value: np.ndarray) -> str:
     nodes.append(helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name)))
     return name
@@ -116,14 +122,16 @@ def _const(nodes: list[onnx.NodeProto], name: str, value: np.ndarray) -> str:
 
 # -- running -----------------------------------------------------------------------------------
 
-def random_feeds(analysis: Analysis, seed: int) -> Feeds:
-    """Inputs of the analysed shapes: normal floats; integer ids below the size of the table a
-    Gather reads them from (else 0/1); random booleans."""
+def random_feeds(analysis: Analysis, seed: int, batch_delta: int = 0) -> Feeds:
+    """Inputs of the analysed shapes (a symbolic first axis grown by `batch_delta`): normal floats;
+    integer ids below the size of the table a Gather reads them from (else 0/1); random booleans."""
     source: OnnxSource = analysis.source
     rng = np.random.default_rng(seed)
     graph = analysis.graph
     feeds: Feeds = {}
     for name, shape in source.input_shapes.items():
+        if batch_delta and 0 in source.symbolic.get(name, {}):
+            shape = (shape[0] + batch_delta, *shape[1:])
         dtype = np.dtype(graph.value(name).dtype)
         if dtype.kind == "f":
             feeds[name] = rng.standard_normal(shape).astype(dtype)
@@ -148,7 +156,7 @@ class Runner:
         from prunec.rewrite.to_onnx import save_model
 
         opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        opts.log_severity_level = 4
         if threads:
             opts.intra_op_num_threads = threads
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -204,6 +212,9 @@ def verify_pruned(analysis: Analysis, pruned: onnx.ModelProto, keep: np.ndarray,
     ref_name = "zeroed original (the contract)" if not wrapped else (
         f"zeroed original with removal evaluated at {wrapped} channel-mixing node(s)")
     inputs = [*feeds, *(random_feeds(analysis, s + 1) for s in range(seeds))]
+    optional: list[Feeds] = []
+    if any(0 in source.symbolic.get(n, {}) for n in source.input_shapes):
+        optional.append(random_feeds(analysis, seeds + 1, batch_delta=1))  # the dynamic batch must survive
     base = source.tensors.base_dir
     try:
         run_pruned = Runner(pruned, base)
@@ -213,20 +224,29 @@ def verify_pruned(analysis: Analysis, pruned: onnx.ModelProto, keep: np.ndarray,
         raise_if_failed(report, "the pruned ONNX model")
         return report
     run_ref = Runner(reference, base)
-    worst, where, problem = 0.0, "-", ""
+    worst, where, problem, checked = 0.0, "-", "", 0
     try:
-        for feed in inputs:
+        for feed in [*inputs, *optional]:
+            try:
+                want = run_ref(feed)
+            except Exception:  # noqa: BLE001 - the original runs only at the analysed sizes: skip those
+                if any(feed is o for o in optional):
+                    continue
+                raise
+            checked += 1
             try:
                 got = run_pruned(feed)
             except Exception as exc:  # noqa: BLE001 - a pruned model that raises fails verification
-                worst, where, problem = float("inf"), "run", f"onnxruntime failed: {str(exc).splitlines()[0]}"
+                shapes = ", ".join(f"{k}{tuple(v.shape)}" for k, v in feed.items())
+                worst, where, problem = float("inf"), "run", (f"onnxruntime failed on inputs {shapes}: "
+                                                              f"{str(exc).splitlines()[0]}")
                 break
-            rel, label, text = compare(got, run_ref(feed), run_ref.outputs)
+            rel, label, text = compare(got, want, run_ref.outputs)
             if rel > worst or (text and not problem):
                 worst, where, problem = max(rel, worst), label, text or problem
     finally:
         run_pruned.close()
         run_ref.close()
-    report = VerificationReport(worst <= tolerance, worst, where, len(inputs), ref_name, tolerance, problem)
+    report = VerificationReport(worst <= tolerance, worst, where, checked, ref_name, tolerance, problem)
     raise_if_failed(report, "the pruned ONNX model")
     return report

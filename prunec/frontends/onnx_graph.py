@@ -47,8 +47,9 @@ class OnnxSource:
     """Nodes evaluated at analysis time, in graph order."""
     node_index: dict[str, int]
     """IR op name -> position of its node in `model.graph.node`."""
-    symbolic: dict[str, frozenset[int]] = field(default_factory=dict)
-    """Value -> axes that are symbolic (dynamic batch, sequence) in the original model."""
+    symbolic: dict[str, dict[int, str | None]] = field(default_factory=dict)
+    """Value -> {axis: dim name, or None when unknown} for the axes whose size is not fixed in the
+    original model (dynamic batch, sequence)."""
 
     @property
     def opsets(self) -> list[onnx.OperatorSetIdProto]:
@@ -235,18 +236,54 @@ def _fold_pass(model: onnx.ModelProto, store: TensorStore, known: dict[str, np.n
     return changed
 
 
-def symbolic_axes(model: onnx.ModelProto) -> dict[str, frozenset[int]]:
-    """Value -> axes with a symbolic or unknown size when the model's own input dims are used."""
+def probe_shapes(model: onnx.ModelProto, store: TensorStore, input_shapes: Mapping[str, tuple[int, ...]],
+                 names: Sequence[str]) -> dict[str, tuple[tuple[int | None, ...], int]]:
+    """Shapes that onnx inference left open (function ops, custom domains), read off one
+    onnxruntime run on zero inputs. Models with external data are not probed."""
+    if any(store.external(t.name) for t in model.graph.initializer):
+        return {}
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.value_info[:]
+    for vi in probe.graph.input:
+        if vi.name in input_shapes:
+            vi.CopyFrom(helper.make_tensor_value_info(vi.name, vi.type.tensor_type.elem_type, input_shapes[vi.name]))
+    outputs = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in names if n not in outputs)
+    feeds = {vi.name: np.zeros(input_shapes[vi.name], dtype=np_dtype(vi.type.tensor_type.elem_type))
+             for vi in probe.graph.input if vi.name in input_shapes}
+    try:
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 4
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        wanted = [o.name for o in sess.get_outputs()]
+        values = sess.run(None, feeds)
+    except Exception:  # noqa: BLE001 - no probe possible: the caller reports the missing shapes
+        return {}
+    out: dict[str, tuple[tuple[int | None, ...], int]] = {}
+    for name, value in zip(wanted, values):
+        arr = np.asarray(value)
+        out[name] = (tuple(int(d) for d in arr.shape), helper.np_dtype_to_tensor_dtype(arr.dtype))
+    return out
+
+
+def symbolic_axes(model: onnx.ModelProto) -> dict[str, dict[int, str | None]]:
+    """Value -> {axis: dim name or None} for axes of symbolic or unknown size under the model's own
+    input dims."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
     except Exception:  # noqa: BLE001 - this is only a hint for rewriting shape constants
         return {}
-    out: dict[str, frozenset[int]] = {}
+    out: dict[str, dict[int, str | None]] = {}
     g = inferred.graph
     for vi in list(g.input) + list(g.value_info) + list(g.output):
         dims = _dims(vi)
         if dims is not None:
-            axes = frozenset(k for k, d in enumerate(dims) if not (isinstance(d, int) and d > 0))
+            axes = {k: (d if isinstance(d, str) else None) for k, d in enumerate(dims)
+                    if not (isinstance(d, int) and d > 0)}
             if axes:
                 out[vi.name] = axes
     return out
@@ -429,6 +466,10 @@ def load(model: str | os.PathLike[str] | onnx.ModelProto, *, input_shapes: Mappi
     store = TensorStore(proto.graph.initializer, base_dir)
     shapes_in = resolve_input_shapes(proto, input_shapes, batch)
     known, folded_idx, shapes = fold_and_infer(proto, store, shapes_in)
+    missing = [o for i, n in enumerate(proto.graph.node) if i not in folded_idx for o in n.output
+               if o and _concrete(shapes.get(o, (None, 0))[0]) is None]
+    if missing:
+        shapes = {**shapes, **probe_shapes(proto, store, shapes_in, missing)}
     builder = _Builder(proto, store, known, shapes, shapes_in)
     used: set[str] = set()
     for name in shapes_in:

@@ -45,7 +45,7 @@ class NodeContext:
     new: Mapping[str, tuple[int, ...]]
     kept: Callable[[str, int], np.ndarray]
     known: Mapping[str, np.ndarray]
-    symbolic: Mapping[str, frozenset[int]]
+    symbolic: Mapping[str, Mapping[int, str | None]]
 
     def changed(self, value: str) -> bool:
         """Whether `value` loses entries on some axis."""
@@ -88,16 +88,25 @@ def _reshape(ctx: NodeContext) -> Edit:
     for i, (before, after) in enumerate(zip(ctx.old[y], ctx.new[y])):
         if shape[i] not in (0, -1) and before != after:
             new[i] = after
-    x = ctx.ports["data"]
-    dynamic = ctx.symbolic.get(y, frozenset())
-    allowzero = int(ctx.op.attrs.get("allowzero", 0) or 0)
-    for i in sorted(dynamic):
-        if i < len(new) and new[i] not in (0, -1):
-            if not allowzero and i in ctx.symbolic.get(x, frozenset()):
-                new[i] = 0  # copy the symbolic dim from the input
-            elif -1 not in new:
-                new[i] = -1
-    return Edit({"shape": new})
+    return Edit({"shape": _keep_dynamic(ctx, new)})
+
+
+def _keep_dynamic(ctx: NodeContext, new: np.ndarray) -> np.ndarray:
+    """Write the dims that are symbolic in the original model (a dynamic batch) as 0 (copy the
+    same-named input dim) or -1 (inferred), so the pruned model keeps accepting other sizes."""
+    x, y = ctx.ports["data"], ctx.outputs[0]
+    out_dyn, in_dyn = ctx.symbolic.get(y, {}), ctx.symbolic.get(x, {})
+    rest = []
+    for i, name in sorted(out_dyn.items()):
+        if i >= len(new) or new[i] in (0, -1):
+            continue
+        if name is not None and in_dyn.get(i) == name and not int(ctx.op.attrs.get("allowzero", 0) or 0):
+            new[i] = 0  # the same symbolic dim at the same position of the input
+        else:
+            rest.append(i)
+    if len(rest) == 1 and -1 not in new:
+        new[rest[0]] = -1
+    return new
 
 
 @register_resizer("onnx::Expand")
@@ -134,7 +143,7 @@ def _slice(ctx: NodeContext) -> Edit:
         e_new = s_new + ctx.new[y][axis]
         new_s[j] = s_new - n_new if s < 0 else s_new
         e = int(ends[j])
-        if e < 0:
+        if e < 0 and e_new < n_new:
             new_e[j] = e_new - n_new
         elif e > n and e_new == n_new:
             new_e[j] = e  # 'to the end' sentinel still means the end
@@ -294,11 +303,8 @@ def rewrite_onnx(analysis: Analysis, keep: np.ndarray) -> tuple[onnx.ModelProto,
 
 def _finish(graph: gs.Graph, source: OnnxSource) -> onnx.ModelProto:
     graph.cleanup(remove_unused_graph_inputs=False).toposort()
-    io = {t.name for t in [*graph.inputs, *graph.outputs]}
-    for t in graph.tensors().values():
-        if isinstance(t, gs.Variable) and t.name not in io:
-            t.shape = None
     model = gs.export_onnx(graph)
+    del model.graph.value_info[:]  # stale shapes of the original; shape inference below redoes them
     model.ir_version = source.model.ir_version
     model.producer_name = source.model.producer_name or "prunec"
     del model.metadata_props[:]
@@ -307,12 +313,22 @@ def _finish(graph: gs.Graph, source: OnnxSource) -> onnx.ModelProto:
         try:
             onnx.checker.check_model(model)
         except onnx.checker.ValidationError as exc:
+            if not _passes_checker(source.model):
+                return model  # the original breaks the same rules: nothing prunec can be held to
             raise OnnxModelError(f"the pruned model fails onnx.checker: {str(exc).splitlines()[0]}. This is a "
                                  "prunec bug; please report it with the model.") from exc
     try:
         return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
     except Exception:  # noqa: BLE001 - value_info is optional; the model itself is complete
         return model
+
+
+def _passes_checker(model: onnx.ModelProto) -> bool:
+    try:
+        onnx.checker.check_model(model)
+        return True
+    except onnx.checker.ValidationError:
+        return False
 
 
 # -- saving ------------------------------------------------------------------------------------
@@ -347,8 +363,12 @@ def save_model(model: onnx.ModelProto, path: str, *, base_dir: str | None = None
             proto = model
         with open(tmp_model, "wb") as f:
             f.write(proto.SerializeToString())
+        umask = os.umask(0)
+        os.umask(umask)
         if use_external:
+            os.chmod(tmp_data, 0o666 & ~umask)
             os.replace(tmp_data, os.path.join(out_dir, data_name))
+        os.chmod(tmp_model, 0o666 & ~umask)  # mkstemp files are private; outputs get the usual mode
         os.replace(tmp_model, path)
     finally:
         for p in (tmp_model, tmp_data):

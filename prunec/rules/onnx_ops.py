@@ -447,6 +447,9 @@ def pad(node: OpView) -> RuleResult:
             facts.append(couple(x.axis(k), y.axis(k)))
         elif constant and before[k] >= 0 and after[k] >= 0:
             facts.append(couple(x.axis(k), y.axis(k), Offset(before[k])))
+            # the padding entries hold a constant: they stay, so the pad amounts never change
+            padding = [*range(before[k]), *range(before[k] + x.size(k), y.size(k))]
+            facts.append(pin(y.axis(k), "padding entries", padding))
     return facts
 
 
