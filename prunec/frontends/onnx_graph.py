@@ -471,15 +471,10 @@ def load(model: str | os.PathLike[str] | onnx.ModelProto, *, input_shapes: Mappi
     if missing:
         shapes = {**shapes, **probe_shapes(proto, store, shapes_in, missing)}
     builder = _Builder(proto, store, known, shapes, shapes_in)
-    used: set[str] = set()
-    for name in shapes_in:
-        builder.value(name)
-    for i, node in enumerate(proto.graph.node):
-        if i not in folded_idx:
-            builder.add(i, node, used)
-    for out in proto.graph.output:
-        builder.value(out.name, producer_missing_ok=True)
-        builder.graph.graph_outputs.append(out.name)
+    try:
+        _build(builder, proto, folded_idx)
+    except IRError as exc:
+        raise OnnxModelError(f"the ONNX graph is inconsistent: {exc}; check it with onnx.checker") from exc
     if builder.unknown:
         raise OnnxModelError(
             f"onnx shape inference could not find a static shape for {len(builder.unknown)} tensor(s), "
@@ -491,6 +486,18 @@ def load(model: str | os.PathLike[str] | onnx.ModelProto, *, input_shapes: Mappi
     path = None if isinstance(model, onnx.ModelProto) else os.fspath(model)
     return OnnxSource(proto, path, builder.graph, store, dict(shapes_in), dict(known), folded, builder.node_index,
                       symbolic)
+
+
+def _build(builder: _Builder, proto: onnx.ModelProto, folded: set[int]) -> None:
+    used: set[str] = set()
+    for name in builder.input_shapes:
+        builder.value(name)
+    for i, node in enumerate(proto.graph.node):
+        if i not in folded:
+            builder.add(i, node, used)
+    for out in proto.graph.output:
+        builder.value(out.name, producer_missing_ok=True)
+        builder.graph.graph_outputs.append(out.name)
 
 
 def _has_symbolic_inputs(model: onnx.ModelProto) -> bool:

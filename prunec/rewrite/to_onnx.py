@@ -58,6 +58,9 @@ class Edit:
 
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
     attrs: dict[str, object] = field(default_factory=dict)
+    constant: dict[str, Callable[[np.ndarray], np.ndarray]] = field(default_factory=dict)
+    """Per port: how to write the required value when it must become a constant (e.g. keep the
+    dynamic batch of a reshape as 0 or -1)."""
 
 
 Resizer = Callable[[NodeContext], Edit]
@@ -88,7 +91,7 @@ def _reshape(ctx: NodeContext) -> Edit:
     for i, (before, after) in enumerate(zip(ctx.old[y], ctx.new[y])):
         if shape[i] not in (0, -1) and before != after:
             new[i] = after
-    return Edit({"shape": _keep_dynamic(ctx, new)})
+    return Edit({"shape": new}, constant={"shape": lambda value: _keep_dynamic(ctx, value.copy())})
 
 
 def _keep_dynamic(ctx: NodeContext, new: np.ndarray) -> np.ndarray:
@@ -291,6 +294,8 @@ def rewrite_onnx(analysis: Analysis, keep: np.ndarray) -> tuple[onnx.ModelProto,
             if _same(refolded.get(vname, original), required):
                 continue
             replaced += 1
+            if port in edit.constant:
+                required = edit.constant[port](required)
             gnode.inputs[position[port]] = _constant_node(graph, f"{vname}__prunec{replaced}", required)
         for port, value in edit.inputs.items():
             if port not in ports:  # a size input the node did not have (Split sizes after num_outputs)
