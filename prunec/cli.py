@@ -181,6 +181,7 @@ class Progress:
         self.started = False
 
     def __call__(self, name: str) -> None:
+        """Mark the previous step done and show `name` as running."""
         if self.started:
             self.bar.update(1)
         self.started = True
@@ -231,7 +232,8 @@ def _publish(tmp: str, final: str) -> None:
 def _write_outputs(save_model: Callable[[str], None], args: argparse.Namespace, result: Any,
                    report_path: str | None, plot_path: str | None) -> None:
     """Render report and plot to temporary files, save the model, then move them in place; on any
-    failure no output is left behind."""
+    failure no output is left behind.
+    """
     from prunec.cli_report import plot_channels, to_json, to_markdown
 
     report, removed = result.report, result.removed

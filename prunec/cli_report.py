@@ -59,7 +59,8 @@ def to_markdown(report: PruneReport, source: str, output: str, plot: str | None)
 
 def plot_channels(report: PruneReport, path: str, weights: Collection[str] = ()) -> None:
     """A horizontal bar chart of output channels (axis 0) per layer, before and after (PNG);
-    `weights` restricts it to those parameters (the layers' weights rather than their biases)."""
+    `weights` restricts it to those parameters (the layers' weights rather than their biases).
+    """
     import matplotlib
 
     matplotlib.use("Agg")

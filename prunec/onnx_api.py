@@ -40,7 +40,8 @@ def is_onnx_model(obj: object) -> bool:
 
 def input_shapes_from(example_inputs: Any) -> tuple[dict[str, tuple[int, ...]] | None, list[dict[str, np.ndarray]]]:
     """Shapes and feeds from ONNX example inputs: None, {name: array}, or a tuple of arrays (in
-    the order of the graph inputs; resolved later)."""
+    the order of the graph inputs; resolved later).
+    """
     if example_inputs is None:
         return None, []
     if isinstance(example_inputs, Mapping):
@@ -82,8 +83,9 @@ def analyze(model: OnnxLike, example_inputs: Any = None, *, input_shapes: Mappin
 
     Returns:
         An Analysis whose groups' members are Slice(initializer name, dim, indices).
+
     """
-    import prunec.passes  # noqa: F401  (registers the built-in passes and criteria)
+    import prunec.passes
     import prunec.rules  # noqa: F401  (registers the built-in op rules)
     from prunec.plugins import load_plugins
 
@@ -106,7 +108,8 @@ def analyze(model: OnnxLike, example_inputs: Any = None, *, input_shapes: Mappin
 
 def count_params(model: onnx.ModelProto) -> int:
     """Parameter elements of an ONNX model: floating-point initializers of rank >= 1 that some node
-    (or a graph output) reads."""
+    (or a graph output) reads.
+    """
     from prunec.frontends.onnx_tensors import FLOAT_TYPES
 
     used = {name for n in model.graph.node for name in n.input} | {o.name for o in model.graph.output}
@@ -135,7 +138,7 @@ class OnnxPruneResult:
         External data (`<file>.data` next to it) is used when the model is larger than 2 GB, when
         the original used it, or when `external_data=True`.
         """
-        from prunec.rewrite.to_onnx import save_model
+        from prunec.rewrite.onnx_save import save_model
 
         source: OnnxSource = self.analysis.source
         save_model(self.model, os.fspath(path), base_dir=_base_dir(source), external_data=external_data)
@@ -149,7 +152,7 @@ def score_groups(analysis: Analysis, criterion: Any = "l2") -> dict[int, np.ndar
     """Importance of every channel of every group, from the initializers (weight-only criteria)."""
     import torch
 
-    from prunec.scoring import Need, SliceData, get_criterion
+    from prunec.scoring import SliceData, get_criterion
 
     crit = get_criterion(criterion)
     if crit.needs:
@@ -202,13 +205,15 @@ def prune(model: OnnxLike, example_inputs: Any = None, *, ratio: float | None = 
         verify: run the pruned model against the zeroed original in onnxruntime (VerificationError
             on mismatch).
         tolerance: maximum relative output difference allowed by verification.
-        input_shapes, batch: concrete shapes for symbolic input dims (see `analyze`).
+        input_shapes: concrete shape per graph input (see `analyze`).
+        batch: size of a symbolic first axis of the inputs.
         seeds: number of fresh random inputs verification checks besides the example.
         rules: a rule registry (default: the global one).
         progress: called with the name of each step as it starts.
 
     Returns:
         OnnxPruneResult with `.model` (onnx.ModelProto), `.removed`, `.report`, `.verification`.
+
     """
     from prunec.api import _target_from
     from prunec.onnx_verify import verify_pruned

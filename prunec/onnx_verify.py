@@ -124,7 +124,8 @@ def _const(nodes: list[onnx.NodeProto], name: str, value: np.ndarray) -> str:
 
 def random_feeds(analysis: Analysis, seed: int, batch_delta: int = 0) -> Feeds:
     """Inputs of the analysed shapes (a symbolic first axis grown by `batch_delta`): normal floats;
-    integer ids below the size of the table a Gather reads them from (else 0/1); random booleans."""
+    integer ids below the size of the table a Gather reads them from (else 0/1); random booleans.
+    """
     source: OnnxSource = analysis.source
     rng = np.random.default_rng(seed)
     graph = analysis.graph
@@ -153,7 +154,7 @@ class Runner:
     def __init__(self, model: onnx.ModelProto, base_dir: str | None, threads: int = 0) -> None:
         import onnxruntime as ort
 
-        from prunec.rewrite.to_onnx import save_model
+        from prunec.rewrite.onnx_save import save_model
 
         opts = ort.SessionOptions()
         opts.log_severity_level = 4
@@ -172,6 +173,7 @@ class Runner:
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Outputs for `feeds` (inputs the model does not take are dropped)."""
         names = {i.name for i in self.session.get_inputs()}
         return self.session.run(None, {k: v for k, v in feeds.items() if k in names})
 
@@ -206,7 +208,8 @@ def compare(got: Sequence[np.ndarray], want: Sequence[np.ndarray], names: Sequen
 def verify_pruned(analysis: Analysis, pruned: onnx.ModelProto, keep: np.ndarray, removed: Sequence[RemovedGroup],
                   feeds: Sequence[Feeds] = (), *, seeds: int = 2, tolerance: float = 1e-4) -> VerificationReport:
     """Run the pruned model and the reference in onnxruntime on the given and `seeds` random inputs;
-    raise VerificationError if they differ by more than `tolerance` (relative)."""
+    raise VerificationError if they differ by more than `tolerance` (relative).
+    """
     source: OnnxSource = analysis.source
     reference, wrapped = build_reference(analysis, keep, removed)
     ref_name = "zeroed original (the contract)" if not wrapped else (
@@ -218,7 +221,7 @@ def verify_pruned(analysis: Analysis, pruned: onnx.ModelProto, keep: np.ndarray,
     base = source.tensors.base_dir
     try:
         run_pruned = Runner(pruned, base)
-    except Exception as exc:  # noqa: BLE001 - a model onnxruntime refuses fails verification
+    except Exception as exc:
         report = VerificationReport(False, float("inf"), "load", len(inputs), ref_name, tolerance,
                                     f"onnxruntime cannot load the pruned model: {str(exc).splitlines()[0]}")
         raise_if_failed(report, "the pruned ONNX model")
@@ -229,14 +232,14 @@ def verify_pruned(analysis: Analysis, pruned: onnx.ModelProto, keep: np.ndarray,
         for feed in [*inputs, *optional]:
             try:
                 want = run_ref(feed)
-            except Exception:  # noqa: BLE001 - the original runs only at the analysed sizes: skip those
+            except Exception:
                 if any(feed is o for o in optional):
                     continue
                 raise
             checked += 1
             try:
                 got = run_pruned(feed)
-            except Exception as exc:  # noqa: BLE001 - a pruned model that raises fails verification
+            except Exception as exc:
                 shapes = ", ".join(f"{k}{tuple(v.shape)}" for k, v in feed.items())
                 worst, where, problem = float("inf"), "run", (f"onnxruntime failed on inputs {shapes}: "
                                                               f"{str(exc).splitlines()[0]}")

@@ -15,7 +15,18 @@ from collections.abc import Sequence
 import numpy as np
 
 from prunec.ir.slots import ArrayMap, Block, Offset, Strided, Tile
-from prunec.rules.api import Fact, OpView, RuleResult, TensorView, alternatives, couple, decline, free, pin, reduces
+from prunec.rules.api import (
+    Fact,
+    OpView,
+    RuleResult,
+    TensorView,
+    alternatives,
+    couple,
+    decline,
+    free,
+    pin,
+    reduces,
+)
 from prunec.rules.families import (
     broadcast_facts,
     broadcasting,
@@ -117,7 +128,8 @@ def _conv(node: OpView, transposed: bool) -> RuleResult:
 @op_rule("onnx::Conv")
 def conv(node: OpView) -> RuleResult:
     """Y[n, m] = sum_c W[m, c] * X[n, c] + B[m] (per group): filter m makes output channel m;
-    input channel c feeds W[:, c]; grouped convs keep their group structure."""
+    input channel c feeds W[:, c]; grouped convs keep their group structure.
+    """
     return _conv(node, transposed=False)
 
 
@@ -158,7 +170,8 @@ def _batch_axes(t: TensorView, y: TensorView, t_tail: int, y_tail: int) -> list[
 @op_rule("onnx::MatMul")
 def matmul(node: OpView) -> RuleResult:
     """Y[..., n, m] = sum_k A[..., n, k] B[..., k, m] with numpy batch broadcasting; the contracted
-    axis is mixed unless one operand is an initializer (its zeroed slice absorbs removed channels)."""
+    axis is mixed unless one operand is an initializer (its zeroed slice absorbs removed channels).
+    """
     a, b, y = node.input("A"), node.input("B"), node.output(0)
     facts: list[Fact] = []
     if a.rank == 1 and b.rank == 1:
@@ -237,7 +250,8 @@ def instance_norm(node: OpView) -> RuleResult:
 @op_rule("onnx::LayerNormalization")
 def layer_norm(node: OpView) -> RuleResult:
     """Normalize over axes [axis, rank): those channels are mixed by the statistics (not
-    zero-invariant); Scale and B act per channel."""
+    zero-invariant); Scale and B act per channel.
+    """
     x, y = node.input("X"), node.output(0)
     start = node.int_attr("axis", -1) % x.rank
     facts: list[Fact] = [couple(x.axis(k), y.axis(k)) for k in range(x.rank)]
@@ -252,7 +266,8 @@ def layer_norm(node: OpView) -> RuleResult:
 @op_rule("onnx::GroupNormalization")
 def group_norm(node: OpView) -> RuleResult:
     """Statistics per group of C/G channels: whole groups go together (zero-invariant); with one
-    group it normalizes over all channels (mixed, not zero-invariant)."""
+    group it normalizes over all channels (mixed, not zero-invariant).
+    """
     x, y = node.input("X"), node.output(0)
     groups = node.int_attr("num_groups", 1)
     c = x.size(1)
@@ -358,7 +373,8 @@ def slice_(node: OpView) -> RuleResult:
 def gather(node: OpView) -> RuleResult:
     """Y = X.take(indices, axis): the other axes of X pass through; constant indices read fixed
     positions of `axis` (kept, renumbered on rewrite); computed indices (an embedding lookup) read
-    any position, so that axis stays whole."""
+    any position, so that axis stays whole.
+    """
     x, idx, y = node.input("data"), node.input("indices"), node.output(0)
     axis = node.int_attr("axis", 0) % x.rank
     shift = idx.rank - 1
@@ -509,7 +525,8 @@ def _along(node: OpView, mixed: set[int]) -> RuleResult:
 @op_rule("onnx::Softmax", "onnx::LogSoftmax", "onnx::Hardmax")
 def softmax(node: OpView) -> RuleResult:
     """Normalize along `axis` (opset < 13: over the flattened axes [axis, rank)): the other axes
-    pass through; the normalized ones stay as they are."""
+    pass through; the normalized ones stay as they are.
+    """
     x = node.input("input")
     if node.int_attr("opset", 13) >= 13:
         return _along(node, {node.int_attr("axis", -1) % x.rank})

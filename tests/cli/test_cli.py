@@ -43,7 +43,7 @@ def files(tmp_path_factory):
 
 
 def test_prune_writes_model_markdown_report_and_plot(files, tmp_path):
-    """prune -o --report md --plot: exit 0, a smaller verified model, a report that links the PNG chart."""
+    """Prune -o --report md --plot: exit 0, a smaller verified model, a report that links the PNG chart."""
     out, report = str(tmp_path / "small.onnx"), str(tmp_path / "report.md")
     proc = prunec_cli("prune", files["resnet"], "-o", out, "--target", "macs=0.5", "--round-to", "8",
                       "--report", report, "--plot")
@@ -70,7 +70,7 @@ def test_quiet_prune_with_json_report(files, tmp_path):
 
 
 def test_inspect_shows_groups_pins_and_share(files):
-    """inspect prints the groups, each pinned node with its reason, and the prunable share."""
+    """Inspect prints the groups, each pinned node with its reason, and the prunable share."""
     proc = prunec_cli("inspect", files["lrn"])
     assert proc.returncode == EXIT_OK, proc.stderr
     assert "groups (1, 8 channels):" in proc.stdout
@@ -105,7 +105,8 @@ BAD_INPUTS = {
 @pytest.mark.parametrize("kind", sorted(BAD_INPUTS))
 def test_bad_input_exits_2_with_message_and_no_output(files, tmp_path, kind):
     """Corrupt, truncated and non-ONNX files, an op without rule (--strict), an impossible target:
-    exit 2, the exact message, and nothing written."""
+    exit 2, the exact message, and nothing written.
+    """
     import re
 
     flags, message = BAD_INPUTS[kind]

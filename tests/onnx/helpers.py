@@ -12,7 +12,6 @@ import onnx
 import onnxruntime as ort
 import torch
 from onnx import helper, numpy_helper
-
 from prunec.zoo import ZOO
 
 

@@ -1,5 +1,6 @@
 """The ONNX frontend: initializers are parameters, shape arithmetic is folded, inputs get concrete shapes,
-external data is read lazily, and unreadable files fail with a clear message."""
+external data is read lazily, and unreadable files fail with a clear message.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from tests.onnx.helpers import export_zoo, rand, run
 
 
 def _flatten_model(symbolic: tuple[str | int, ...] = ("N", 3, 4, 4)) -> onnx.ModelProto:
-    """conv -> Reshape(x, concat(shape(x)[0], -1)) -> Gemm, the way exporters write x.view(b, -1)."""
+    """Conv -> Reshape(x, concat(shape(x)[0], -1)) -> Gemm, the way exporters write x.view(b, -1)."""
     nodes = [
         helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
         helper.make_node("Shape", ["c"], ["s"]),
@@ -80,7 +81,8 @@ def test_input_shape_for_unknown_input_is_rejected():
 
 def test_external_data_is_memory_mapped_and_saved_externally(tmp_path):
     """Initializers in external data are read through np.memmap (no copy); the pruned model is saved
-    with its own data file, loads in onnxruntime and equals the model pruned from the inline file."""
+    with its own data file, loads in onnxruntime and equals the model pruned from the inline file.
+    """
     import onnxruntime as ort
 
     path = export_zoo("vgg_bn", str(tmp_path))

@@ -26,7 +26,7 @@ def conv(name: str, x: str, cin: int, cout: int, k: int = 1, group: int = 1, bia
 
 def sandwich(middle: list, mid_in: str, mid_out: str, c1: int, c2: int, extra: dict | None = None,
              opset: int = 18) -> object:
-    """x -> conv1 (c1 channels) -> middle -> conv2 (from c2 channels) -> y."""
+    """X -> conv1 (c1 channels) -> middle -> conv2 (from c2 channels) -> y."""
     n1, i1 = conv("conv1", "x", 3, c1, 3)
     n2, i2 = conv("conv2", mid_out, c2, 5)
     relu = helper.make_node("Relu", ["conv1"], [mid_in])

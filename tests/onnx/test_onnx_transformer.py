@@ -8,11 +8,11 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from prunec.zoo import ZOO
 
 from prunec import onnx_api
 from prunec.onnx_verify import verify_pruned
 from prunec.rewrite.to_onnx import rewrite_onnx
-from prunec.zoo import ZOO
 from tests.onnx.helpers import expected_params, params, relative_diff, run, zeroed
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from prunec.zoo import ZOO
 
 import prunec
-from prunec.zoo import ZOO
 from tests.onnx.helpers import expected_params, export_zoo, params, relative_diff, run, zeroed
 
 CNNS = sorted(name for name, e in ZOO.items() if e.family != "gpt")
@@ -15,7 +15,7 @@ CNNS = sorted(name for name, e in ZOO.items() if e.family != "gpt")
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """name -> path of the zoo model exported with a dynamic batch axis (exported once per module)."""
+    """Name -> path of the zoo model exported with a dynamic batch axis (exported once per module)."""
     directory = str(tmp_path_factory.mktemp("zoo_onnx"))
     cache: dict[str, str] = {}
 
