@@ -221,7 +221,7 @@ def verify_pruned(analysis: Analysis, pruned: onnx.ModelProto, keep: np.ndarray,
     base = source.tensors.base_dir
     try:
         run_pruned = Runner(pruned, base)
-    except Exception as exc:
+    except Exception as exc:  # a model onnxruntime refuses fails verification
         report = VerificationReport(False, float("inf"), "load", len(inputs), ref_name, tolerance,
                                     f"onnxruntime cannot load the pruned model: {str(exc).splitlines()[0]}")
         raise_if_failed(report, "the pruned ONNX model")
@@ -232,14 +232,14 @@ def verify_pruned(analysis: Analysis, pruned: onnx.ModelProto, keep: np.ndarray,
         for feed in [*inputs, *optional]:
             try:
                 want = run_ref(feed)
-            except Exception:
+            except Exception:  # the original runs only at the analysed sizes: skip those
                 if any(feed is o for o in optional):
                     continue
                 raise
             checked += 1
             try:
                 got = run_pruned(feed)
-            except Exception as exc:
+            except Exception as exc:  # a pruned model that raises fails verification
                 shapes = ", ".join(f"{k}{tuple(v.shape)}" for k, v in feed.items())
                 worst, where, problem = float("inf"), "run", (f"onnxruntime failed on inputs {shapes}: "
                                                               f"{str(exc).splitlines()[0]}")

@@ -76,7 +76,7 @@ def load_model(model: str | os.PathLike[str] | onnx.ModelProto) -> tuple[onnx.Mo
         raise OnnxModelError(f"{path!r} is a directory; pass the path of an .onnx file")
     try:
         proto = onnx.load(path, load_external_data=False)
-    except Exception as exc:
+    except Exception as exc:  # protobuf raises DecodeError and friends
         raise OnnxModelError(f"{path!r} is not a readable ONNX model ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else 'parse error'}); the file may be "
                              "truncated, corrupt, or not an ONNX file") from exc
@@ -105,7 +105,7 @@ def input_ports(node: onnx.NodeProto, opset: int) -> list[str]:
     """Port name of every input position: schema names, variadic ones as 'name.j'."""
     try:
         schema = onnx.defs.get_schema(node.op_type, opset, node.domain)
-    except Exception:
+    except Exception:  # custom ops without a registered schema
         return [f"input{i}" for i in range(len(node.input))]
     formal = list(schema.inputs)
     ports: list[str] = []
@@ -241,7 +241,7 @@ class _Builder:
 def _elem_dtype(elem: int) -> str:
     try:
         return str(np_dtype(elem))
-    except Exception:
+    except Exception:  # undefined element types
         return "unknown"
 
 

@@ -121,7 +121,7 @@ def _shapes_of(model: onnx.ModelProto) -> dict[str, tuple[tuple[int | None, ...]
 def _infer(model: onnx.ModelProto) -> dict[str, tuple[tuple[int | None, ...], int]]:
     try:
         inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
-    except Exception as exc:
+    except Exception as exc:  # inference errors mean the graph is inconsistent
         raise OnnxModelError(f"onnx shape inference failed: {type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
     return _shapes_of(inferred)
@@ -168,7 +168,7 @@ def _fold_pass(model: onnx.ModelProto, store: TensorStore, known: dict[str, np.n
             continue
         try:
             outs = fold_node(node, known, model.opset_import, model.functions)
-        except Exception:
+        except Exception:  # an op the reference evaluator cannot run stays an op
             continue
         if any(o.size > FOLD_LIMIT for o in outs):
             continue
@@ -206,7 +206,7 @@ def probe_shapes(model: onnx.ModelProto, store: TensorStore, input_shapes: Mappi
         sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         wanted = [o.name for o in sess.get_outputs()]
         values = sess.run(None, feeds)
-    except Exception:
+    except Exception:  # no probe possible: the caller reports the missing shapes
         return {}
     out: dict[str, tuple[tuple[int | None, ...], int]] = {}
     for name, value in zip(wanted, values):
@@ -221,7 +221,7 @@ def symbolic_axes(model: onnx.ModelProto) -> dict[str, dict[int, str | None]]:
     """
     try:
         inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
-    except Exception:
+    except Exception:  # this is only a hint for rewriting shape constants
         return {}
     out: dict[str, dict[int, str | None]] = {}
     g = inferred.graph

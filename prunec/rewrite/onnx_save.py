@@ -22,7 +22,7 @@ EXTERNAL_MIN_BYTES = 1024
 def _tensor_bytes(t: onnx.TensorProto) -> int:
     try:
         return int(np.prod(t.dims, dtype=np.int64)) * np_dtype(t.data_type).itemsize
-    except Exception:
+    except Exception:  # string tensors and friends
         return len(t.SerializeToString())
 
 

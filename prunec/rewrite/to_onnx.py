@@ -211,6 +211,24 @@ def _group_norm(ctx: NodeContext) -> Edit:
     return Edit(attrs={"num_groups": new_groups} if new_groups != groups else {})
 
 
+@register_resizer("onnx::Attention", "com.microsoft::MultiHeadAttention")
+def _attention(ctx: NodeContext) -> Edit:
+    q, k = (v for _, v in list(ctx.ports.items())[:2])
+    if len(ctx.old[q]) != 3:
+        return Edit()
+    if ctx.op.op == "onnx::Attention":
+        names = {"q_num_heads": q, "kv_num_heads": k}
+    else:
+        names = {"num_heads": q}
+    attrs: dict[str, object] = {}
+    for attr, value in names.items():
+        heads = int(ctx.op.attrs.get(attr, 0) or 0)
+        size = ctx.old[value][-1] // heads if heads else 0
+        if size and ctx.new[value][-1] != ctx.old[value][-1]:
+            attrs[attr] = ctx.new[value][-1] // size
+    return Edit(attrs=attrs)
+
+
 # -- re-evaluating the folded shape arithmetic for the pruned shapes ---------------------------
 
 def refold(source: OnnxSource, new_shapes: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
@@ -320,7 +338,7 @@ def _finish(graph: gs.Graph, source: OnnxSource) -> onnx.ModelProto:
                                  "prunec bug; please report it with the model.") from exc
     try:
         return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
-    except Exception:
+    except Exception:  # value_info is optional; the model itself is complete
         return model
 
 

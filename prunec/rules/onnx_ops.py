@@ -16,6 +16,7 @@ import numpy as np
 
 from prunec.ir.slots import ArrayMap, Block, Offset, Strided, Tile
 from prunec.rules.api import (
+    Declined,
     Fact,
     OpView,
     RuleResult,
@@ -549,3 +550,77 @@ def trilu(node: OpView) -> RuleResult:
     """Keep a triangle of the last two axes: leading axes pass; the matrix axes stay whole."""
     x = node.input("input")
     return _along(node, {x.rank - 2, x.rank - 1})
+
+
+# -- attention --------------------------------------------------------------------------------
+
+def _head_blocks(t: TensorView, heads: int) -> list[Fact]:
+    """Channels of one head (a block of size/heads on the last axis) go together."""
+    size = t.size(-1) // heads
+    ia = np.arange(t.size(-1))
+    return [couple(t.axis(-1), t.axis(-1), ArrayMap(ia, (ia // size) * size, label=f"head of {size}"))]
+
+
+def _heads_map(a: TensorView, heads_a: int, b: TensorView, heads_b: int) -> Fact:
+    """Head i of `a` goes with head i // (heads_a / heads_b) of `b` (GQA shares a KV head)."""
+    per = heads_a // heads_b
+    da, db = a.size(-1) // heads_a, b.size(-1) // heads_b
+    ia = np.arange(heads_a)
+    return couple(a.axis(-1), b.axis(-1), ArrayMap(ia * da, (ia // per) * db, label=f"heads, {per} per kv head"))
+
+
+def _attention_3d(q: TensorView, k: TensorView, v: TensorView, y: TensorView, hq: int, hkv: int
+                  ) -> RuleResult:
+    if hq < 1 or hkv < 1 or hq % hkv or q.size(-1) % hq or k.size(-1) % hkv or v.size(-1) % hkv:
+        return decline(f"head counts {hq}/{hkv} do not divide the hidden sizes")
+    facts: list[Fact] = [couple(q.axis(0), y.axis(0)), couple(q.axis(1), y.axis(1)),  # batch, query tokens
+                         couple(k.axis(1), v.axis(1))]  # key tokens
+    facts += [couple(q.axis(0), t.axis(0)) for t in (k, v) if t.size(0) == q.size(0)]
+    for t, h in ((q, hq), (k, hkv), (v, hkv), (y, hq)):
+        facts += _head_blocks(t, h)  # whole heads only: the head size fixes the softmax scale
+    facts += [_heads_map(q, hq, k, hkv), _heads_map(k, hkv, v, hkv), _heads_map(q, hq, y, hq)]
+    return facts
+
+
+def _attention_4d(q: TensorView, k: TensorView, v: TensorView, y: TensorView) -> RuleResult:
+    hq, hkv = q.size(1), k.size(1)
+    if hkv < 1 or hq % hkv:
+        return decline(f"{hq} query heads cannot share {hkv} key/value heads")
+    facts: list[Fact] = [couple(q.axis(0), y.axis(0)), couple(q.axis(1), y.axis(1)), couple(q.axis(2), y.axis(2)),
+                         couple(k.axis(2), v.axis(2)), couple(v.axis(3), y.axis(3)),  # value dims pass through
+                         couple(k.axis(1), v.axis(1))]
+    facts.append(couple(k.axis(1), q.axis(1), Block(hq // hkv)) if hq != hkv else couple(k.axis(1), q.axis(1)))
+    facts += [couple(q.axis(0), t.axis(0)) for t in (k, v) if t.size(0) == q.size(0)]
+    facts.append(pin(q.axis(3), "the query/key head size fixes the softmax scale"))
+    return facts
+
+
+@op_rule("onnx::Attention")
+def attention(node: OpView) -> RuleResult:
+    """softmax(Q K^T * scale + mask) V per head. Whole heads pass through (GQA: a key/value head
+    serves a block of query heads); 3-D inputs get their head-count attributes rewritten; value
+    dims of 4-D inputs pass to the output. KV caches and extra outputs are not described."""
+    q, k, v, y = node.input("Q"), node.input("K"), node.input("V"), node.output(0)
+    if len(node.outputs) > 1 or node.has_input("past_key") or q.rank not in (3, 4) or k.rank != q.rank:
+        return decline("attention with a KV cache or extra outputs is not described")
+    facts: list[Fact] = []
+    if (mask := node.input_or_none("attn_mask")) is not None and mask.rank == 4:
+        if mask.size(1) != 1:
+            return decline("per-head attention masks are not described")
+        if mask.size(0) == q.size(0) and q.size(0) > 1:
+            facts.append(couple(mask.axis(0), q.axis(0)))
+    if q.rank == 4:
+        inner = _attention_4d(q, k, v, y)
+    else:
+        inner = _attention_3d(q, k, v, y, node.int_attr("q_num_heads", 0), node.int_attr("kv_num_heads", 0))
+    return inner if isinstance(inner, Declined) else [*facts, *inner]
+
+
+@op_rule("com.microsoft::MultiHeadAttention")
+def multi_head_attention(node: OpView) -> RuleResult:
+    """onnxruntime's MultiHeadAttention on separate (batch, tokens, heads*dim) Q, K, V: whole heads."""
+    if len(node.inputs) != 3 or len(node.outputs) != 1 or node.input(0).rank != 3:
+        return decline("MultiHeadAttention with packed inputs, bias, masks or caches is not described")
+    q, k, v = node.input(0), node.input(1), node.input(2)
+    heads = node.int_attr("num_heads", 0)
+    return _attention_3d(q, k, v, node.output(0), heads, heads)
