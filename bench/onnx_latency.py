@@ -34,47 +34,49 @@ def _tv(name: str) -> Callable[[], torch.nn.Module]:
     return build
 
 
-def _zoo_convnext() -> torch.nn.Module:
-    from prunec.zoo.convnext import ConvNeXt
+def _resnet(block: str, layers: tuple[int, ...], widths: tuple[int, ...], **kw: object) -> Callable[[], torch.nn.Module]:
+    def build() -> torch.nn.Module:
+        from prunec.zoo import resnet
 
-    return ConvNeXt(dims=(64, 128, 256), depths=(2, 2, 2))
-
-
-def _zoo_shufflenet() -> torch.nn.Module:
-    from prunec.zoo.shufflenet import ShuffleNetV2
-
-    return ShuffleNetV2(widths=(24, 116, 232, 464), repeats=(4, 8, 4))
+        return resnet.ResNet(getattr(resnet, block), layers, widths=widths, **kw)
+    return build
 
 
-def _zoo_regnet() -> torch.nn.Module:
-    from prunec.zoo.regnet import RegNet
+def _plain(module: str, cls: str, **kw: object) -> Callable[[], torch.nn.Module]:
+    def build() -> torch.nn.Module:
+        import importlib
 
-    return RegNet(widths=(64, 128, 256), depths=(2, 3, 2), group_width=16)
-
-
-def _zoo_unet() -> torch.nn.Module:
-    from prunec.zoo.unet import UNet
-
-    return UNet(base=32)
+        return getattr(importlib.import_module(f"prunec.zoo.{module}"), cls)(**kw)
+    return build
 
 
-def _zoo_gpt() -> torch.nn.Module:
-    from prunec.zoo.char_gpt import CharGPT
-
-    return CharGPT(dim=256, heads=8, layers=4, block=256)
-
-
-# name -> (builder, input shape, input dtype)
+IMG = (1, 3, 224, 224)
+# name -> (builder, input shape, input dtype); zoo models at bigger widths/inputs than in the tests
 MODELS: dict[str, tuple[Callable[[], torch.nn.Module], tuple[int, ...], torch.dtype]] = {
-    "resnet18": (_tv("resnet18"), (1, 3, 224, 224), torch.float32),
-    "resnet50": (_tv("resnet50"), (1, 3, 224, 224), torch.float32),
-    "mobilenet_v2": (_tv("mobilenet_v2"), (1, 3, 224, 224), torch.float32),
-    "vgg11_bn": (_tv("vgg11_bn"), (1, 3, 224, 224), torch.float32),
-    "convnext (zoo)": (_zoo_convnext, (1, 3, 224, 224), torch.float32),
-    "shufflenet_v2 (zoo)": (_zoo_shufflenet, (1, 3, 224, 224), torch.float32),
-    "regnet (zoo)": (_zoo_regnet, (1, 3, 224, 224), torch.float32),
-    "unet (zoo)": (_zoo_unet, (1, 3, 256, 256), torch.float32),
-    "char_gpt (zoo)": (_zoo_gpt, (1, 256), torch.int64),
+    "resnet18": (_tv("resnet18"), IMG, torch.float32),
+    "resnet50": (_tv("resnet50"), IMG, torch.float32),
+    "mobilenet_v2": (_tv("mobilenet_v2"), IMG, torch.float32),
+    "vgg11_bn": (_tv("vgg11_bn"), IMG, torch.float32),
+    "resnet_basic (zoo)": (_resnet("BasicBlock", (2, 2, 2), (64, 128, 256)), (1, 3, 128, 128), torch.float32),
+    "resnet_bottleneck (zoo)": (_resnet("Bottleneck", (2, 2, 2), (32, 64, 128)), (1, 3, 128, 128), torch.float32),
+    "resnext (zoo)": (_resnet("Bottleneck", (2, 2, 2), (32, 64, 128), groups=8, width_per_group=8),
+                      (1, 3, 128, 128), torch.float32),
+    "se_resnet (zoo)": (_resnet("BasicBlock", (2, 2, 2), (64, 128, 256), se=True), (1, 3, 128, 128), torch.float32),
+    "digits_resnet (zoo)": (_plain("digits_net", "DigitsResNet", widths=(64, 128, 256)), (1, 1, 64, 64),
+                            torch.float32),
+    "convnext (zoo)": (_plain("convnext", "ConvNeXt", dims=(64, 128, 256), depths=(2, 2, 2)), IMG, torch.float32),
+    "densenet (zoo)": (_plain("densenet", "DenseNet", growth=32, blocks=(4, 4)), (1, 3, 128, 128), torch.float32),
+    "ghostnet (zoo)": (_plain("ghostnet", "GhostNet"), IMG, torch.float32),
+    "inception (zoo)": (_plain("inception", "InceptionNet"), IMG, torch.float32),
+    "mobilenet_v2 (zoo)": (_plain("mobilenet", "MobileNetV2"), IMG, torch.float32),
+    "regnet (zoo)": (_plain("regnet", "RegNet", widths=(64, 128, 256), depths=(2, 3, 2), group_width=16), IMG,
+                     torch.float32),
+    "repvgg (zoo)": (_plain("repvgg", "RepVGG"), IMG, torch.float32),
+    "shufflenet_v2 (zoo)": (_plain("shufflenet", "ShuffleNetV2", widths=(24, 116, 232, 464), repeats=(4, 8, 4)),
+                            IMG, torch.float32),
+    "unet (zoo)": (_plain("unet", "UNet", base=32), (1, 3, 256, 256), torch.float32),
+    "vgg_bn (zoo)": (_plain("vgg", "VGG", widths=(64, "M", 128, "M", 256, 256, "M")), (1, 3, 32, 32), torch.float32),
+    "char_gpt (zoo)": (_plain("char_gpt", "CharGPT", dim=256, heads=8, layers=4, block=256), (1, 256), torch.int64),
 }
 
 
@@ -87,7 +89,7 @@ def export(name: str, directory: str) -> tuple[str, dict[str, np.ndarray]]:
     model = build().eval()
     randomize_norms(model)
     x = torch.randint(0, 96, shape) if dtype == torch.int64 else torch.randn(shape)
-    path = os.path.join(directory, name.split()[0] + ".onnx")
+    path = os.path.join(directory, name.replace(" ", "_").strip("()") + ".onnx")
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (x,), path, dynamo=False, input_names=["x"], output_names=["y"], opset_version=17)
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     kind, _, value = args.target.partition("=")
     print(f"onnxruntime CPU latency, target {args.target}, round_to {args.round_to}, {args.threads} thread(s), "
           f"median of {args.rounds} interleaved rounds; ratio = pruned / original")
-    header = (f"{'model':<22}{'input':>16}{'params':>18}{'MACs kept':>11}{'orig ms':>10}{'pruned ms':>11}"
+    header = (f"{'model':<24}{'input':>16}{'params':>18}{'MACs kept':>11}{'orig ms':>10}{'pruned ms':>11}"
               f"{'ratio':>8}{'speedup':>9}")
     print(header)
     print("-" * len(header))
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             t_full, t_small = time_pair(full, pruned, feeds, args.rounds, per_round)
             before, after = result.report.params_before, count_params(result.model)
             shape = "x".join(str(s) for s in feeds["x"].shape)
-            print(f"{name:<22}{shape:>16}{before / 1e6:>8.2f}M ->{after / 1e6:>6.2f}M{result.report.macs_ratio:>11.1%}"
+            print(f"{name:<24}{shape:>16}{before / 1e6:>8.2f}M ->{after / 1e6:>6.2f}M{result.report.macs_ratio:>11.1%}"
                   f"{t_full:>10.2f}{t_small:>11.2f}{t_small / t_full:>8.2f}{t_full / t_small:>8.2f}x", flush=True)
     return 0
 
