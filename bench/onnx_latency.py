@@ -152,9 +152,14 @@ def main(argv: list[str] | None = None) -> int:
             t_full, t_small = time_pair(full, pruned, feeds, args.rounds, per_round)
             before, after = result.report.params_before, count_params(result.model)
             shape = "x".join(str(s) for s in feeds["x"].shape)
-            print(f"{name:<24}{shape:>16}{before / 1e6:>8.2f}M ->{after / 1e6:>6.2f}M{result.report.macs_ratio:>11.1%}"
+            sizes = f"{_human(before)} -> {_human(after)}"
+            print(f"{name:<24}{shape:>16}{sizes:>18}{result.report.macs_ratio:>11.1%}"
                   f"{t_full:>10.2f}{t_small:>11.2f}{t_small / t_full:>8.2f}{t_full / t_small:>8.2f}x", flush=True)
     return 0
+
+
+def _human(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
 
 
 def _once(s: object, feeds: dict[str, np.ndarray]) -> float:

@@ -123,6 +123,8 @@ class OnnxPruneResult:
     """The pruned ONNX model, what was removed (original numbering), the report, the check."""
 
     model: onnx.ModelProto
+    """The pruned model. Initializers that pruning left unchanged may still refer to the original's
+    external data file; `save()` writes a self-contained copy."""
     removed: tuple[RemovedGroup, ...]
     report: PruneReport
     analysis: Analysis
