@@ -85,8 +85,8 @@ def analyze(model: OnnxLike, example_inputs: Any = None, *, input_shapes: Mappin
         An Analysis whose groups' members are Slice(initializer name, dim, indices).
 
     """
-    import prunec.analysis.onnx_costs  # noqa: F401  (registers MACs of ONNX attention, Einsum, Gemm)
-    import prunec.passes  # noqa: F401  (registers the built-in passes and criteria)
+    import prunec.analysis.onnx_costs  # registers MACs of ONNX attention, Einsum, Gemm
+    import prunec.passes  # registers the built-in passes and criteria
     import prunec.rules  # noqa: F401  (registers the built-in op rules)
     from prunec.plugins import load_plugins
 

@@ -172,7 +172,7 @@ def _fold_pass(model: onnx.ModelProto, store: TensorStore, known: dict[str, np.n
             continue
         if any(o.size > FOLD_LIMIT for o in outs):
             continue
-        for name, value in zip([o for o in node.output], outs):
+        for name, value in zip(node.output, outs):
             if name:
                 known[name] = value
         folded.add(i)

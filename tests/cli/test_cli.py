@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -32,7 +33,7 @@ def files(tmp_path_factory):
     resnet = export_zoo("resnet_basic", str(d))
     lrn = str(d / "lrn.onnx")
     onnx.save(lrn_model(), lrn)
-    data = open(resnet, "rb").read()
+    data = Path(resnet).read_bytes()
     (d / "truncated.onnx").write_bytes(data[: len(data) // 2])
     corrupt = bytearray(data)
     corrupt[40:400] = bytes((b * 7 + 13) % 256 for b in corrupt[40:400])
@@ -52,9 +53,9 @@ def test_prune_writes_model_markdown_report_and_plot(files, tmp_path):
     pruned = onnx.load(out)
     assert params(pruned) < 0.6 * params(onnx.load(files["resnet"]))
     assert run(pruned, {"x": np.zeros((4, 3, 32, 32), np.float32)})[0].shape == (4, 10)
-    text = open(report).read()
+    text = Path(report).read_text()
     assert "| MACs |" in text and "![channels per layer](report_channels.png)" in text
-    assert open(str(tmp_path / "report_channels.png"), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "report_channels.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_quiet_prune_with_json_report(files, tmp_path):
@@ -63,7 +64,7 @@ def test_quiet_prune_with_json_report(files, tmp_path):
     proc = prunec_cli("prune", files["resnet"], "-o", out, "--target", "ratio=0.5", "--report", report, "-q")
     assert proc.returncode == EXIT_OK, proc.stderr
     assert proc.stdout == ""
-    data = json.loads(open(report).read())
+    data = json.loads(Path(report).read_text())
     assert data["verification"]["passed"] is True and data["params_after"] == params(onnx.load(out))
     removed = sum(len(m["indices"]) for g in data["removed"] for m in g["members"] if m["dim"] == 0)
     assert removed > 0 and data["channels_removed"] == sum(len(g["channels"]) for g in data["removed"])
