@@ -8,7 +8,10 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prunec.analysis.result import Analysis
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_VERIFY = 0, 2, 3
 
@@ -17,8 +20,8 @@ prunec removes whole channels (conv filters, linear rows, attention heads, MLP w
 trained model and writes a structurally smaller model that computes exactly what the original
 computes with those channels set to zero. Every result is verified before it is written.
 
-A MODEL is either a path to an .onnx file, or `pkg.module:factory` naming a Python function that
-returns a torch.nn.Module (or a tuple (module, example_inputs)).
+A MODEL is a path to an .onnx file, `pkg.module:factory` naming a Python function that returns a
+torch.nn.Module (or a tuple (module, example_inputs)), or the name of a bundled zoo model.
 """
 
 EPILOG = """\
@@ -42,7 +45,7 @@ def parse_shape(text: str) -> tuple[str | None, tuple[int, ...]]:
 
     name, eq, dims = text.rpartition("=")
     try:
-        shape = tuple(int(d) for d in (dims if eq else text).replace("x", ",").split(",") if d.strip())
+        shape = tuple(int(d) for d in (dims if eq else text).split(",") if d.strip())
     except ValueError:
         raise InputError(f"--input-shape {text!r}: expected comma-separated integers such as 1,3,224,224 "
                          "(optionally NAME=1,3,224,224)") from None
@@ -52,12 +55,17 @@ def parse_shape(text: str) -> tuple[str | None, tuple[int, ...]]:
 
 
 def is_onnx_path(spec: str) -> bool:
-    """A MODEL argument naming a file (rather than a `pkg.module:factory`)."""
-    return spec.lower().endswith(".onnx") or os.path.exists(spec) or ":" not in spec
+    """A MODEL argument naming an ONNX file (rather than a factory or a zoo model)."""
+    if spec.lower().endswith(".onnx") or os.path.isfile(spec):
+        return True
+    from prunec.zoo import ZOO
+
+    return ":" not in spec and spec not in ZOO and os.path.exists(spec)
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL", help="an .onnx file, or pkg.module:factory for a torch model")
+    p.add_argument("model", metavar="MODEL",
+                   help="an .onnx file, pkg.module:factory for a torch model, or a zoo model name")
     p.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]D0,D1,...",
                    help="concrete input shape; repeat for several inputs. ONNX: needed for symbolic dims "
                         "other than the batch (e.g. x=1,128). torch factories: the shape of a random "
@@ -100,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Analyse MODEL and print what can be pruned, and why the rest cannot.")
     _add_model_options(inspect)
     inspect.add_argument("--all", action="store_true", help="list every group and pin (default: the first 40)")
+    add_explain_options(inspect)
     inspect.set_defaults(func=_inspect)
+    _add_plugins_command(sub)
 
     demo = sub.add_parser("demo", help="prune a bundled zoo model and print the report")
     demo.add_argument("--model", default="resnet_basic", help="zoo model name (default: resnet_basic)")
@@ -112,36 +122,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- loading models ----------------------------------------------------------------------------
 
-def load_factory(spec: str, shapes: Sequence[str]) -> tuple[Any, Any]:
-    """Call `pkg.module:factory`; return (module, example inputs)."""
+def load_torch_model(spec: str, shapes: Sequence[str]) -> tuple[Any, Any]:
+    """A zoo model by name, or `pkg.module:factory`; return (module, example inputs)."""
     import torch
 
     from prunec.errors import InputError
+    from prunec.zoo import ZOO
 
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise InputError(f"model {spec!r} is neither an existing file nor of the form pkg.module:factory")
+    if spec in ZOO:
+        return ZOO[spec].build(), ZOO[spec].example_inputs()
+    module_name, colon, attr = spec.partition(":")
+    if not colon:
+        raise InputError(f"unknown model {spec!r}: give a zoo name ({', '.join(sorted(ZOO)[:5])}, ...) or "
+                         "'package.module:factory' with --input-shape 1,3,32,32, or the path of an .onnx file")
+    shape_text = " ".join(shapes)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InputError(f"cannot import module {module_name!r} ({exc}); run prunec from the directory that "
-                         "holds it, or install its package") from exc
-    factory = getattr(module, attr, None)
+        factory = getattr(importlib.import_module(module_name), attr)
+        parsed = [parse_shape(s)[1] for s in shapes]
+    except (ImportError, AttributeError, InputError) as exc:
+        raise InputError(f"cannot load {spec!r} with input shape {shape_text!r}: {exc}") from exc
     if not callable(factory):
-        raise InputError(f"module {module_name!r} has no callable {attr!r}")
+        raise InputError(f"{spec!r} is a {type(factory).__name__}, not a function or class that builds a model")
     built = factory()
     model, inputs = (built if isinstance(built, tuple) and len(built) == 2 else (built, None))
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"{spec} returned {type(model).__name__}; it must return a torch.nn.Module or a "
                          "tuple (module, example_inputs)")
     if inputs is None:
-        if not shapes:
-            raise InputError(f"{spec} returns no example inputs; pass --input-shape (e.g. --input-shape "
-                             "1,3,224,224), once per model input")
+        if not parsed:
+            raise InputError(f"model {spec!r} needs --input-shape, e.g. --input-shape 1,3,32,32 (once per model "
+                             "input), unless the factory returns (module, example_inputs)")
         gen = torch.Generator().manual_seed(0)
-        tensors = [torch.randn(parse_shape(s)[1], generator=gen) for s in shapes]
+        tensors = [torch.randn(shape, generator=gen) for shape in parsed]
         inputs = tensors[0] if len(tensors) == 1 else tuple(tensors)
     return model.eval(), inputs
 
@@ -289,7 +303,7 @@ def _prune(args: argparse.Namespace) -> int:
         progress = Progress(["build", "prune and verify", "save"], args.quiet)
         try:
             progress("build")
-            model, inputs = load_factory(args.model, args.input_shape)
+            model, inputs = load_torch_model(args.model, args.input_shape)
             progress("prune and verify")
             result = prunec.prune(model, inputs, **kw)
 
@@ -322,8 +336,11 @@ def _inspect(args: argparse.Namespace) -> int:
         analysis = onnx_api.analyze(args.model, input_shapes=onnx_shapes(args.model, args.input_shape),
                                     batch=args.batch, ignore=args.ignore, strict=args.strict)
     else:
-        model, inputs = load_factory(args.model, args.input_shape)
+        model, inputs = load_torch_model(args.model, args.input_shape)
         analysis = prunec.analyze(model, inputs, ignore=args.ignore, strict=args.strict)
+    if args.explain or args.dot or args.draw:
+        run_explain_options(args, analysis)
+        return EXIT_OK
     graph = analysis.graph
     everything = analysis.keep_mask({g.id: range(g.channel_count) for g in analysis.groups})
     shapes = analysis.new_shapes(everything)
@@ -355,6 +372,47 @@ def _inspect(args: argparse.Namespace) -> int:
 def _more(total: int, limit: int | None, what: str) -> None:
     if limit is not None and total > limit:
         print(f"  ... {total - limit} more {what} (--all lists them)")
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from prunec.plugins import extensions, format_extensions, load_plugins
+
+    kinds = [args.kind] if args.kind else ["rule", "pass", "criterion"]
+    rows = extensions(kinds)
+    if args.no_builtin:
+        rows = [r for r in rows if not r.origin.startswith("built-in ")]
+    print(format_extensions(rows, load_plugins()))
+    return EXIT_OK
+
+
+def _add_plugins_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("plugins", help="list op rules, passes and criteria, and where each came from")
+    p.add_argument("--kind", choices=["rule", "pass", "criterion"], help="list only this kind")
+    p.add_argument("--no-builtin", action="store_true", help="hide prunec's own rules, passes and criteria")
+    p.set_defaults(func=_plugins)
+
+
+def add_explain_options(parser: argparse.ArgumentParser) -> None:
+    """The introspection options of `prunec inspect` (--explain, --dot, --draw)."""
+    parser.add_argument("--explain", action="append", default=[], metavar="NODE_OR_PARAM",
+                        help="say which rules coupled its channels and why any are pinned (repeatable)")
+    parser.add_argument("--dot", metavar="PATH", help="write a Graphviz picture of the groups")
+    parser.add_argument("--draw", metavar="PATH", help="draw the groups with matplotlib (.png, .svg)")
+
+
+def run_explain_options(args: argparse.Namespace, analysis: Analysis) -> None:
+    """Act on --explain/--dot/--draw for an Analysis (the hook `prunec inspect` calls)."""
+    from prunec.ir.draw import draw, to_dot
+
+    for name in getattr(args, "explain", None) or []:
+        print(analysis.explain(name))
+    if getattr(args, "dot", None):
+        with open(args.dot, "w", encoding="utf-8") as f:
+            f.write(to_dot(analysis))
+        print(f"wrote {args.dot}")
+    if getattr(args, "draw", None):
+        draw(analysis, args.draw)
+        print(f"wrote {args.draw}")
 
 
 def _demo(args: argparse.Namespace) -> int:

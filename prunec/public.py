@@ -30,6 +30,7 @@ PUBLIC_MODULES: frozenset[str] = frozenset({
     "prunec.plugins",           # load_plugins, extensions, isolated_registries
     "prunec.explain",           # explain
     "prunec.zoo",               # reference models
+    "prunec.onnx_api",          # analyze/prune for ONNX files, OnnxPruneResult
 })
 """Importable by passes and plugins; `prunec.passes.*` may also import each other."""
 

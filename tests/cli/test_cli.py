@@ -190,10 +190,11 @@ def test_inspect_torch_factory_with_its_own_inputs(tmp_path, monkeypatch, capsys
 
 
 @pytest.mark.parametrize(("spec", "message"), [
-    ("my_models:build", r"my_models:build returns no example inputs; pass --input-shape"),
+    ("my_models:build", r"model 'my_models:build' needs --input-shape, e\.g\. --input-shape 1,3,32,32"),
     ("my_models:build_no_inputs_no_module", r"returned int; it must return a torch\.nn\.Module or a tuple"),
-    ("my_models:nothing", r"module 'my_models' has no callable 'nothing'"),
-    ("not_a_module:build", r"cannot import module 'not_a_module'"),
+    ("my_models:nothing", r"cannot load 'my_models:nothing' with input shape '': module 'my_models' has no "
+                          r"attribute 'nothing'"),
+    ("not_a_module:build", r"cannot load 'not_a_module:build' with input shape '': No module named 'not_a_module'"),
 ])
 def test_bad_factories_exit_2(tmp_path, monkeypatch, capsys, spec, message):
     """Factories that cannot be imported, called or fed are reported with the fix (exit 2)."""
