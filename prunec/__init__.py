@@ -31,12 +31,15 @@ from prunec.report import PruneReport
 from prunec.rules import op_rule
 from prunec.scoring import Criterion, SliceData, register_criterion
 from prunec.targets import Target
+from prunec.train_once import TrainOnceResult, compile_zero_groups, train_once
 
 __version__ = "0.1.0"
 
 __all__ = [
     # one-call API
     "Analysis", "PruneResult", "analyze", "count_params", "prune", "zeroed_copy",
+    # train once
+    "TrainOnceResult", "compile_zero_groups", "train_once",
     # results
     "Group", "Pinned", "PinnedParam", "PruneReport", "RemovedGroup", "Slice", "Target",
     # extension points
