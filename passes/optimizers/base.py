@@ -123,9 +123,8 @@ class GroupSparseOptimizer(Optimizer):
                 raise InputError(f"a parameter group has variant={group['variant']!r}; use one of "
                                  f"{', '.join(VARIANTS)}")
         self.units = ChannelUnits(model, analysis)
-        self.budget = None if target is None else Budget(
-            analysis, self.units, target, allocation=allocation, cost_power=cost_power,
-            max_group_ratio=max_group_ratio)
+        self.budget = Budget(analysis, self.units, target, allocation=allocation, cost_power=cost_power,
+                             max_group_ratio=max_group_ratio)
         self.criteria = check_criteria(criteria)
         self.score_steps = int(score_steps)
         self.sync = sync
@@ -226,7 +225,6 @@ class GroupSparseOptimizer(Optimizer):
     def _select(self, goal: float, fixed: torch.Tensor, eligible: torch.Tensor | None = None,
                 priority: np.ndarray | None = None) -> torch.Tensor:
         """`fixed` plus the lowest-priority eligible units that bring the compiled model to `goal`."""
-        assert self.budget is not None  # subclasses that select require a target
         among = ~fixed if eligible is None else eligible & ~fixed
         pri = self._saliency(among) if priority is None else priority
         chosen = self.budget.select(pri, goal, fixed.cpu().numpy(),
@@ -258,13 +256,11 @@ class GroupSparseOptimizer(Optimizer):
 
     def planned_ratio(self) -> float:
         """Share of the target's kind the compiled model keeps once the planned units are gone."""
-        if self.budget is None:
-            return 1.0
         return self.budget.kept(self._planned().cpu().numpy())
 
     def __repr__(self) -> str:
         zero = int(self.units.exact_zeros().sum())
-        target = self.budget.target if self.budget is not None else "none"
+        target = self.budget.target or "none"
         return (f"{type(self).__name__}(target={target}, units={self.units.count}, step={self.num_steps}, "
                 f"exactly zero={zero}, variant={self.param_groups[0]['variant']})")
 

@@ -51,7 +51,8 @@ class Budget:
         analysis: the model's analysis.
         units: the optimizer's channel units.
         target: 'macs=0.5' keeps at most half the MACs; 'params=0.5' half the parameters;
-            'ratio=0.4' zeroes 40% of all prunable channels (the group-sparsity target of OTO).
+            'ratio=0.4' zeroes 40% of all prunable channels (the group-sparsity target of OTO);
+            None: no target (selection is limited only by never emptying a layer).
         allocation: 'uniform' or 'global' (see the module docstring).
         cost_power: exponent of the unit cost in the global ranking (0 ranks by saliency alone).
         max_group_ratio: most of a group's channels the global allocation may remove.
@@ -60,7 +61,7 @@ class Budget:
         TargetError: the target cannot be reached even by zeroing every removable unit.
     """
 
-    def __init__(self, analysis: Analysis, units: ChannelUnits, target: str | Target, *,
+    def __init__(self, analysis: Analysis, units: ChannelUnits, target: str | Target | None, *,
                  allocation: str = "uniform", cost_power: float = 1.0, max_group_ratio: float = 0.9) -> None:
         if allocation not in ALLOCATIONS:
             raise TargetError(f"allocation={allocation!r}; use one of {', '.join(ALLOCATIONS)}")
@@ -68,18 +69,22 @@ class Budget:
             raise TargetError(f"max_group_ratio must be in (0, 1], got {max_group_ratio}")
         self.analysis = analysis
         self.units = units
-        self.target = parse_target(target)
+        self.target = None if target is None else parse_target(target)
         self.allocation = allocation
         self.cost_power = float(cost_power)
         self.max_group_ratio = float(max_group_ratio)
-        self.goal = 1.0 - self.target.value if self.target.kind == "ratio" else self.target.value
-        """Fraction of the target's kind that the compiled model may keep."""
+        self.kind = "ratio" if self.target is None else self.target.kind
+        if self.target is None:
+            self.goal = 0.0
+        else:
+            self.goal = 1.0 - self.target.value if self.kind == "ratio" else self.target.value
+        """Fraction of the target's kind that the compiled model may keep (0 without a target)."""
         self.full = self._measure(np.zeros(units.count, dtype=bool), raw=True)
         self._constraints, self._constraints_of = self._member_constraints()
         self.unit_cost = self._unit_costs()
         self.floor = self.kept(self.select(np.ones(units.count), 0.0))
         """The smallest share reachable (every removable unit zeroed)."""
-        if self.floor > self.goal + 1e-9:
+        if self.target is not None and self.floor > self.goal + 1e-9:
             raise TargetError(
                 f"{self.target} cannot be reached: zeroing every removable channel of the {len(units.groups)} "
                 f"prunable groups still keeps {self.floor:.1%} of the {self._what()} (the rest is in pinned, "
@@ -87,15 +92,15 @@ class Budget:
                 f"{self.target.kind}={self._as_target(self.floor):.3f}.")
 
     def _what(self) -> str:
-        return {"macs": "MACs", "params": "parameters", "ratio": "prunable channels"}[self.target.kind]
+        return {"macs": "MACs", "params": "parameters", "ratio": "prunable channels"}[self.kind]
 
     def _as_target(self, kept: float) -> float:
-        return 1.0 - kept if self.target.kind == "ratio" else kept
+        return 1.0 - kept if self.kind == "ratio" else kept
 
     # ---- measuring ---------------------------------------------------------------------------
 
     def _measure(self, removed: np.ndarray, raw: bool = False) -> float:
-        kind = self.target.kind
+        kind = self.kind
         if kind == "ratio":
             return float(self.units.count - int(removed.sum()))
         masks = self.units.masks(removed)
@@ -110,7 +115,7 @@ class Budget:
     def _unit_costs(self) -> np.ndarray:
         """Share saved by removing one channel of each group alone, normalized to mean 1."""
         cost = np.ones(self.units.count)
-        if self.target.kind != "ratio":
+        if self.kind != "ratio":
             for g in self.units.groups:
                 one = np.zeros(self.units.count, dtype=bool)
                 one[self.units.offset[g.id]] = True

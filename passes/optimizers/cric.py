@@ -119,7 +119,6 @@ class CRIC(HESSO):
         if self.priority is None:
             self.priority = self._saliency(torch.ones_like(self.pruned))
             self.stats.reset()
-        assert self.budget is not None  # target is required
         self.candidates = self._select(self.budget.goal, self.pruned, ~self.vetoed, self.priority)
         self.cost.zero_()
         self.cycle_start = self.num_steps
@@ -136,7 +135,6 @@ class CRIC(HESSO):
         self._restore_snapshot()
         self.cycle += 1
         if int(vetoed.sum()) <= self.tolerance or self.cycle >= self.max_cycles:
-            assert self.budget is not None  # target is required
             self.eligible = self._select(self.budget.goal, self.pruned, ~self.vetoed, self.priority)
             self.schedule = dataclasses.replace(self.schedule, warmup=self.num_steps + 1)
             self.phase = "hesso"

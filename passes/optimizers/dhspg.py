@@ -40,8 +40,8 @@ class DHSPG(GroupSparseOptimizer):
         steps: total optimizer steps you will run (sets the default schedule).
         warmup_steps: steps before the partition (default 10% of `steps`).
         pruning_steps: length of the sparsification window (default 40% of `steps`).
-        lmbda: base penalty; None sets, per unit, 2 ||x_u|| / (lr * pruning_steps) at the
-            partition (the penalty alone would zero the unit in half the window).
+        lmbda: base penalty; None sets, per unit, 4 ||x_u|| / (lr * pruning_steps) at the
+            partition (the penalty alone would zero the unit in a quarter of the window).
         lmbda_amplify: factor on the lower bound when lambda must be raised.
         lmbda_max: lambda never exceeds lmbda_max * base penalty (unless needed to stay a descent
             direction: then the midpoint of the admissible interval is used).
@@ -71,11 +71,10 @@ class DHSPG(GroupSparseOptimizer):
             self.stats.add(self.units)
         if t != s.warmup:
             return
-        assert self.budget is not None  # target is required
         self.redundant = self._select(self.budget.goal, self.pruned)
         if self.lmbda is None:
             lr = max(g["lr"] for g in self.param_groups) or 1.0
-            self.base_lambda = 2.0 * self.units.norms() / (lr * s.period)
+            self.base_lambda = 4.0 * self.units.norms() / (lr * s.period)
         else:
             self.base_lambda = torch.full((self.units.count,), float(self.lmbda), device=self.units.device)
         self.stats.reset()

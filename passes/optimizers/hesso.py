@@ -54,7 +54,6 @@ class HESSO(GroupSparseOptimizer):
             raise InputError(f"{type(self).__name__} needs a target such as 'macs=0.5'")
         super().__init__(model, analysis, target, **base)
         self.schedule = Schedule.make(steps, warmup_steps, pruning_steps, periods)
-        assert self.budget is not None  # target is not None
         self.goals = self.budget.schedule(periods)
         self.active = self._no_units()
         """Units being shrunk in the current period."""

@@ -9,7 +9,7 @@ From `half_space_start` on, a unit whose trial point leaves the half-space
 <x_hat_u, x_u> >= epsilon * ||x_u||^2 is projected to exactly 0.0 and fixed there. Which units end
 at zero is decided by the penalty (no partition); a target, if given, caps how far the projection
 may go: once the compiled model would meet it, no further unit is projected (those closest to the
-origin go first).
+origin go first). A unit whose projection would empty a layer is never projected.
 """
 
 from __future__ import annotations
@@ -72,11 +72,13 @@ class HSPG(GroupSparseOptimizer):
         inner = u.reduce([p.detach() * xb for p, xb in zip(u.params, before)])
         ratio = inner / (xn * xn).clamp_min(1e-30)
         crossed = live & (ratio < self.epsilon)
-        if self.budget is not None and bool(crossed.any()):
+        if bool(crossed.any()):
+            # never empty a layer, and stop at the target (if any): closest to the origin first
             chosen = self.budget.select(ratio.double().cpu().numpy(), self.budget.goal,
                                         self.pruned.cpu().numpy(), crossed.cpu().numpy())
             crossed = torch.as_tensor(chosen, device=u.device) & ~self.pruned
-            self.capped = self.budget.kept(np.asarray(chosen)) <= self.budget.goal + 1e-12
+            capped = self.budget.kept(np.asarray(chosen)) <= self.budget.goal + 1e-12
+            self.capped = self.budget.target is not None and capped
         crossed = self._agree(crossed)
         if bool(crossed.any()):
             u.zero_(crossed)
