@@ -71,9 +71,10 @@ class Schedule:
                              "warmup_steps= and pruning_steps=")
         warmup = int(round(0.1 * steps)) if warmup_steps is None else int(warmup_steps)  # type: ignore[operator]
         span = int(round(0.4 * steps)) if pruning_steps is None else int(pruning_steps)  # type: ignore[operator]
-        if warmup < 0 or span < periods:
-            raise InputError(f"pruning_steps={span} must be at least periods={periods} (one step per "
-                             f"period) and warmup_steps={warmup} must be >= 0")
+        if warmup < 0:
+            raise InputError(f"warmup_steps must be >= 0, got {warmup}")
+        if span < periods:
+            raise InputError(f"pruning_steps={span} must be at least periods={periods} (one step per period)")
         sched = cls(warmup, span // periods, periods)
         if steps is not None and sched.end > steps:
             raise InputError(f"warmup_steps + pruning_steps = {sched.end} exceeds steps={steps}: the "

@@ -6,8 +6,8 @@
 
 `loss_fn(model, step)` returns the loss of one training batch. Without it, the pass cycles over
 the state's calibration batches and scores them with the state's `loss_fn(output, batch_index)`.
-The pass trains the working model in place and provides MASKS: exactly the channels the
-optimizer drove to 0.0.
+The pass trains the working model in place, leaves it in eval mode (for the rewrite and the
+verification) and provides MASKS: exactly the channels the optimizer drove to 0.0.
 """
 
 from __future__ import annotations
@@ -99,11 +99,13 @@ class TrainGroupSparse(Pass):
         if target is None and self.optimizer != "hspg":
             raise TargetError(f"train-group-sparse with {self.optimizer!r} needs a target: "
                               "TrainGroupSparse(target='macs=0.5') or prunec.prune(..., target='macs=0.5')")
+        loss_fn = self.loss_fn or _from_state(state)
         options = dict(self.options)
         if self.optimizer != "hspg":
             options.setdefault("steps", self.steps)
         opt = make_optimizer(self.optimizer, state.model, analysis, target, **options)
-        run_training(state.model, opt, self.loss_fn or _from_state(state), self.steps)
+        run_training(state.model, opt, loss_fn, self.steps)
+        state.model.eval()  # rewrite and verification compare outputs: BN must use its running stats
         if self.optimizer != "hspg" and not opt.finished:
             raise PassError(f"train-group-sparse: {self.optimizer} did not finish its schedule in "
                             f"{self.steps} steps; raise steps or lower warmup_steps/pruning_steps")
