@@ -24,14 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import nn
-from torch.nn import functional as F
-
-import prunec
 from prunec.passes.optimizers import make_optimizer
 from prunec.zoo.char_gpt import CharGPT
 from prunec.zoo.data import char_corpus, digits
 from prunec.zoo.digits_net import DigitsResNet
+from torch import nn
+from torch.nn import functional as F
+
+import prunec
 
 BATCH = 64
 LR, MOMENTUM, WD = 0.05, 0.9, 5e-4
@@ -120,8 +120,8 @@ def digits_l2(seed: int, epochs: int, target: str, half: nn.Module, half_seconds
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, nesterov=True, weight_decay=WD)
     digits_epochs(model, opt, epochs - epochs // 2, seed + 1)
     rep = pruned.report
-    return Row("digits", "L2 one-shot + fine-tune", target, rep.macs_ratio, rep.params_ratio, top1(model), None,
-               half_seconds + time.time() - t)
+    return Row("digits", "L2 one-shot + fine-tune", target, rep.macs_ratio, rep.params_ratio, top1(model),
+               None, half_seconds + time.time() - t)
 
 
 def bench_digits(seeds: int, epochs: int, log: Callable[[str], None]) -> list[Row]:
@@ -139,7 +139,8 @@ def bench_digits(seeds: int, epochs: int, log: Callable[[str], None]) -> list[Ro
                                          "pruning_steps": 4 * cycle}))
             for algo, extra in runs:
                 rows.append(digits_train_once(seed, epochs, algo, target, **extra))
-                log(f"seed {seed}: {rows[-1].method} {target} {rows[-1].metric:.2f} (macs {rows[-1].macs:.3f})")
+                last = rows[-1]
+                log(f"seed {seed}: {last.method} {target} {last.metric:.2f} (macs {last.macs:.3f})")
             rows.append(digits_l2(seed, epochs, target, half, half_secs))
             log(f"seed {seed}: L2+FT {target} {rows[-1].metric:.2f}")
     return rows
@@ -216,8 +217,9 @@ def bench_gpt(steps: int, log: Callable[[str], None]) -> list[Row]:
         gpt_train(model, opt, corpus, steps, 0)
         compiled, _ = prunec.compile_zero_groups(model, example)
         rep = compiled.report
-        rows.append(Row("char-gpt", f"{algo.upper()} train-once", "macs=0.5", rep.macs_ratio, rep.params_ratio,
-                        perplexity(compiled.model, corpus), perplexity(model, corpus), time.time() - t))
+        rows.append(Row("char-gpt", f"{algo.upper()} train-once", "macs=0.5", rep.macs_ratio,
+                        rep.params_ratio, perplexity(compiled.model, corpus), perplexity(model, corpus),
+                        time.time() - t))
         log(f"gpt {algo} ppl {rows[-1].metric:.3f} (trained {rows[-1].trained_metric:.3f})")
     t = time.time()
     half = gpt_model(0, corpus.vocab_size)

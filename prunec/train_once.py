@@ -67,6 +67,7 @@ def compile_zero_groups(model: nn.Module, example_inputs: ExampleInputsLike, *,
 
     Raises:
         VerificationError: the compiled model does not compute what `model` computes.
+
     """
     from prunec.passes import RewriteGraphModulePass, RewriteModulePass, VerifyPass, ZeroGroupsPass
 
@@ -122,6 +123,7 @@ def train_once(model: nn.Module, example_inputs: ExampleInputsLike,
         TargetError: the target cannot be reached on this model.
         InputError: bad options, or too few steps for the optimizer's schedule.
         VerificationError: the compiled model does not compute what the trained model computes.
+
     """
     from prunec.passes.optimizers import make_optimizer, run_training
 

@@ -11,7 +11,12 @@ from prunec.passes.optimizers.cric import CRIC
 from prunec.passes.optimizers.dhspg import DHSPG
 from prunec.passes.optimizers.hesso import HESSO
 from prunec.passes.optimizers.hspg import HSPG
-from prunec.passes.optimizers.train_group_sparse import OPTIMIZERS, TrainGroupSparse, make_optimizer, run_training
+from prunec.passes.optimizers.train_group_sparse import (
+           OPTIMIZERS,
+           TrainGroupSparse,
+           make_optimizer,
+           run_training,
+)
 from prunec.passes.optimizers.units import ChannelUnits
 from prunec.passes.optimizers.zero_groups import ZeroGroupsPass, exact_zero_channels
 

@@ -24,14 +24,14 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.distributed as dist
+from prunec.passes.optimizers.budget import Budget
+from prunec.passes.optimizers.saliency import UnitStats, check_criteria, saliency
+from prunec.passes.optimizers.units import ChannelUnits
 from torch import nn
 from torch.optim import Optimizer
 
 from prunec.analysis.result import Analysis
 from prunec.errors import InputError
-from prunec.passes.optimizers.budget import Budget
-from prunec.passes.optimizers.saliency import UnitStats, check_criteria, saliency
-from prunec.passes.optimizers.units import ChannelUnits
 from prunec.targets import Target
 
 VARIANTS = ("sgd", "adam", "adamw")
@@ -69,8 +69,8 @@ class Schedule:
         if steps is None and (warmup_steps is None or pruning_steps is None):
             raise InputError("give steps= (the total number of optimizer steps you will run), or both "
                              "warmup_steps= and pruning_steps=")
-        warmup = int(round(0.1 * steps)) if warmup_steps is None else int(warmup_steps)  # type: ignore[operator]
-        span = int(round(0.4 * steps)) if pruning_steps is None else int(pruning_steps)  # type: ignore[operator]
+        warmup = round(0.1 * steps) if warmup_steps is None else int(warmup_steps)  # type: ignore[operator]
+        span = round(0.4 * steps) if pruning_steps is None else int(pruning_steps)  # type: ignore[operator]
         if warmup < 0:
             raise InputError(f"warmup_steps must be >= 0, got {warmup}")
         if span < periods:
@@ -101,6 +101,7 @@ class GroupSparseOptimizer(Optimizer):
         max_group_ratio: most of one group's channels the 'global' allocation may remove.
         score_steps: gradient statistics are averaged over this many steps before each decision.
         sync: broadcast every decision from rank 0 under torch.distributed.
+
     """
 
     algorithm: ClassVar[str] = ""

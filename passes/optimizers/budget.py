@@ -23,11 +23,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from prunec.passes.optimizers.units import ChannelUnits
 
 from prunec.analysis.cost import graph_macs, graph_params
 from prunec.analysis.result import Analysis
 from prunec.errors import TargetError
-from prunec.passes.optimizers.units import ChannelUnits
 from prunec.targets import Target
 
 KINDS = ("macs", "params", "ratio")
@@ -59,6 +59,7 @@ class Budget:
 
     Raises:
         TargetError: the target cannot be reached even by zeroing every removable unit.
+
     """
 
     def __init__(self, analysis: Analysis, units: ChannelUnits, target: str | Target | None, *,
@@ -86,9 +87,10 @@ class Budget:
         """The smallest share reachable (every removable unit zeroed)."""
         if self.target is not None and self.floor > self.goal + 1e-9:
             raise TargetError(
-                f"{self.target} cannot be reached: zeroing every removable channel of the {len(units.groups)} "
-                f"prunable groups still keeps {self.floor:.1%} of the {self._what()} (the rest is in pinned, "
-                f"not zero-invariant or unprunable layers). The closest reachable target is "
+                f"{self.target} cannot be reached: zeroing every removable channel of the "
+                f"{len(units.groups)} prunable groups still keeps {self.floor:.1%} of the {self._what()} "
+                "(the rest is in pinned, not zero-invariant or unprunable layers). The closest reachable "
+                "target is "
                 f"{self.target.kind}={self._as_target(self.floor):.3f}.")
 
     def _what(self) -> str:
@@ -148,7 +150,8 @@ class Budget:
               cap: float = 1.0) -> np.ndarray:
         """Eligible units in global removal order (lowest group-normalized priority per unit of
         cost first), skipping any unit whose removal, after `fixed` and the units before it, would
-        empty a member of its group or take more than `cap` of its group's channels."""
+        empty a member of its group or take more than `cap` of its group's channels.
+        """
         remaining = list(self._constraints)
         taken = np.zeros(len(self.units.groups), dtype=np.int64)
         group_index = {g.id: i for i, g in enumerate(self.units.groups)}
@@ -177,7 +180,8 @@ class Budget:
 
     def _uniform_sequence(self, priority: np.ndarray, fixed: np.ndarray, eligible: np.ndarray) -> np.ndarray:
         """Units in an order whose every prefix removes nearly the same fraction of each group: the
-        i-th removable unit of group g (lowest priority first) comes at fraction (fixed_g + i + 1) / C_g."""
+        i-th removable unit of group g (lowest priority first) comes at fraction (fixed_g + i + 1) / C_g.
+        """
         ranked = self.order(priority, fixed, eligible)  # one cost per group: order within = priority
         keys = np.zeros(len(ranked))
         for g in self.units.groups:
@@ -200,6 +204,7 @@ class Budget:
 
         Returns:
             Bool per unit. If even every eligible unit cannot reach `goal`, all of them are chosen.
+
         """
         n = self.units.count
         fixed = np.zeros(n, dtype=bool) if fixed is None else np.asarray(fixed, dtype=bool)

@@ -28,12 +28,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
+from prunec.passes.optimizers.base import Schedule
+from prunec.passes.optimizers.hesso import HESSO
 from torch import nn
 
 from prunec.analysis.result import Analysis
 from prunec.errors import InputError
-from prunec.passes.optimizers.base import Schedule
-from prunec.passes.optimizers.hesso import HESSO
 from prunec.targets import Target
 
 STATE_KEYS = ("momentum_buffer", "exp_avg", "exp_avg_sq", "step")
@@ -49,6 +49,7 @@ class CRIC(HESSO):
         veto: a candidate costing more than veto * mean |candidate cost| is indispensable.
         tolerance: stop cycling when a cycle vetoes at most this many units.
         **base: lr, variant, momentum, weight_decay, ... (see `GroupSparseOptimizer`).
+
     """
 
     algorithm: ClassVar[str] = "cric"
@@ -57,10 +58,9 @@ class CRIC(HESSO):
                  steps: int | None = None, warmup_steps: int | None = None, pruning_steps: int | None = None,
                  periods: int = 4, cycle_steps: int | None = None, max_cycles: int = 4, veto: float = 3.0,
                  tolerance: int = 0, **base: Any) -> None:
-        probe = Schedule.make(None if steps is None else 10 ** 12, warmup_steps if warmup_steps is not None
-                              else (None if steps is None else int(round(0.1 * steps))),
-                              pruning_steps if pruning_steps is not None
-                              else (None if steps is None else int(round(0.4 * steps))), periods)
+        warmup = warmup_steps if warmup_steps is not None or steps is None else round(0.1 * steps)
+        span = pruning_steps if pruning_steps is not None or steps is None else round(0.4 * steps)
+        probe = Schedule.make(None, warmup, span, periods)
         self.cycle_steps = int(cycle_steps) if cycle_steps is not None else probe.period
         if self.cycle_steps < 1 or max_cycles < 1:
             raise InputError(f"cycle_steps ({self.cycle_steps}) and max_cycles ({max_cycles}) must be >= 1")
@@ -101,11 +101,12 @@ class CRIC(HESSO):
     def _restore_snapshot(self) -> None:
         tracked = self._tracked()
         with torch.no_grad():
-            for p, saved in zip(tracked, self.snapshot):
+            for p, saved in zip(tracked, self.snapshot, strict=True):
                 p.copy_(saved)
-        for p, saved in zip(tracked, self.saved_state):
+        for p, saved in zip(tracked, self.saved_state, strict=True):
             if saved:
-                self.state[p] = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in saved.items()}
+                self.state[p] = {k: (v.clone() if isinstance(v, torch.Tensor) else v)
+                                 for k, v in saved.items()}
             elif p in self.state:
                 del self.state[p]
 
@@ -156,7 +157,8 @@ class CRIC(HESSO):
             self._start_cycle()
         grads = [p.grad.detach() if p.grad is not None else None for p in self.units.params]
         x0s = self._unit_snapshot()
-        along = self.units.reduce([g * x0 if g is not None else None for g, x0 in zip(grads, x0s)])
+        products = [g * x0 if g is not None else None for g, x0 in zip(grads, x0s, strict=True)]
+        along = self.units.reduce(products)
         self.cost -= along.double()
 
     def _project(self, before: list[torch.Tensor] | None) -> None:
@@ -188,7 +190,8 @@ class CRIC(HESSO):
         def cpu(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.detach().cpu().clone()
         return {**super()._sparse_state(), "phase": self.phase, "cycle": self.cycle,
-                "cycle_start": self.cycle_start, "candidates": cpu(self.candidates), "vetoed": cpu(self.vetoed),
+                "cycle_start": self.cycle_start, "candidates": cpu(self.candidates),
+                "vetoed": cpu(self.vetoed),
                 "cost": cpu(self.cost), "eligible": cpu(self.eligible),
                 "priority": None if self.priority is None else self.priority.copy(),
                 "warmup": self.schedule.warmup, "history": list(self.history),
@@ -199,7 +202,8 @@ class CRIC(HESSO):
     def _load_sparse_state(self, state: Mapping[str, Any]) -> None:
         super()._load_sparse_state(state)
         dev = self.units.device
-        self.phase, self.cycle, self.cycle_start = state["phase"], int(state["cycle"]), int(state["cycle_start"])
+        self.phase = state["phase"]
+        self.cycle, self.cycle_start = int(state["cycle"]), int(state["cycle_start"])
         self.candidates = state["candidates"].to(dev).clone()
         self.vetoed = state["vetoed"].to(dev).clone()
         self.cost = state["cost"].to(dev).clone()
@@ -208,6 +212,7 @@ class CRIC(HESSO):
         self.schedule = dataclasses.replace(self.schedule, warmup=int(state["warmup"]))
         self.history = list(state["history"])
         tracked = self._tracked()
-        self.snapshot = [t.to(p.device).clone() for t, p in zip(state["snapshot"], tracked)]
+        self.snapshot = [t.to(p.device).clone() for t, p in zip(state["snapshot"], tracked, strict=True)]
         self.saved_state = [{k: (v.to(p.device).clone() if isinstance(v, torch.Tensor) else v)
-                             for k, v in s.items()} for s, p in zip(state["saved_state"], tracked)]
+                             for k, v in s.items()}
+                            for s, p in zip(state["saved_state"], tracked, strict=True)]

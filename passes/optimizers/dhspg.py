@@ -23,11 +23,11 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
+from prunec.passes.optimizers.base import GroupSparseOptimizer, Schedule
 from torch import nn
 
 from prunec.analysis.result import Analysis
 from prunec.errors import InputError
-from prunec.passes.optimizers.base import GroupSparseOptimizer, Schedule
 from prunec.targets import Target
 
 
@@ -47,6 +47,7 @@ class DHSPG(GroupSparseOptimizer):
             direction: then the midpoint of the admissible interval is used).
         epsilon: half-space threshold in [0, 1).
         **base: lr, variant, momentum, weight_decay, ... (see `GroupSparseOptimizer`).
+
     """
 
     algorithm: ClassVar[str] = "dhspg"
@@ -61,7 +62,8 @@ class DHSPG(GroupSparseOptimizer):
             raise InputError(f"epsilon must be in [0, 1), got {epsilon}")
         super().__init__(model, analysis, target, **base)
         self.schedule = Schedule.make(steps, warmup_steps, pruning_steps, 1)
-        self.lmbda, self.lmbda_amplify, self.lmbda_max, self.epsilon = lmbda, lmbda_amplify, lmbda_max, epsilon
+        self.lmbda, self.lmbda_amplify, self.lmbda_max = lmbda, lmbda_amplify, lmbda_max
+        self.epsilon = epsilon
         self.redundant = self._no_units()
         self.base_lambda = torch.zeros(self.units.count, device=self.units.device)
 
@@ -87,9 +89,9 @@ class DHSPG(GroupSparseOptimizer):
         return s.warmup <= self.num_steps < s.end and bool(self._live().any())
 
     def _adaptive_lambda(self, x: list[torch.Tensor], d: list[torch.Tensor | None]) -> torch.Tensor:
-        """lambda per unit: raised where the base direction grows the unit (see module docstring)."""
+        """Lambda per unit: raised where the base direction grows the unit (see module docstring)."""
         u = self.units
-        ip = u.reduce([xi * di if di is not None else None for xi, di in zip(x, d)]).double()
+        ip = u.reduce([xi * di if di is not None else None for xi, di in zip(x, d, strict=True)]).double()
         dd = u.reduce([di * di if di is not None else None for di in d]).double()
         xn = u.reduce([xi * xi for xi in x]).double().sqrt()
         base = self.base_lambda.double()
@@ -107,16 +109,17 @@ class DHSPG(GroupSparseOptimizer):
             return
         u, live, s = self.units, self._live(), self.schedule
         lrs = self._lr_of_units_params()
-        d = [(xb - p.detach()) / lr if lr > 0 else None for xb, p, lr in zip(before, u.params, lrs)]
+        d = [(xb - p.detach()) / lr if lr > 0 else None
+             for xb, p, lr in zip(before, u.params, lrs, strict=True)]
         lam = self._adaptive_lambda(before, d)
         xn = u.reduce([xb * xb for xb in before]).sqrt()
         coef = torch.where(live & (xn > 0), lam.float() / xn.clamp_min(1e-30), torch.zeros_like(xn))
         with torch.no_grad():
-            for k, (p, xb, lr) in enumerate(zip(u.params, before, lrs)):
+            for k, (p, xb, lr) in enumerate(zip(u.params, before, lrs, strict=True)):
                 step = u.expand(coef, k)
                 if step is not None and lr > 0:
                     p.sub_(lr * step.to(p.dtype) * xb)
-        inner = u.reduce([p.detach() * xb for p, xb in zip(u.params, before)])
+        inner = u.reduce([p.detach() * xb for p, xb in zip(u.params, before, strict=True)])
         crossed = live & (inner < self.epsilon * xn * xn)
         if self.num_steps == s.end - 1:
             crossed = live

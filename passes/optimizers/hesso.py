@@ -20,11 +20,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from prunec.passes.optimizers.base import GroupSparseOptimizer, Schedule
 from torch import nn
 
 from prunec.analysis.result import Analysis
 from prunec.errors import InputError
-from prunec.passes.optimizers.base import GroupSparseOptimizer, Schedule
 from prunec.targets import Target
 
 
@@ -43,6 +43,7 @@ class HESSO(GroupSparseOptimizer):
         >>> opt = HESSO(model, prunec.analyze(model, x), "macs=0.5", steps=1000, lr=0.1, momentum=0.9)
         >>> # usual loop: loss.backward(); opt.step(); opt.zero_grad()
         >>> opt.zero_groups()   # {group id: channels that are exactly zero}
+
     """
 
     algorithm: ClassVar[str] = "hesso"

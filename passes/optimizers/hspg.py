@@ -19,11 +19,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from prunec.passes.optimizers.base import GroupSparseOptimizer
 from torch import nn
 
 from prunec.analysis.result import Analysis
 from prunec.errors import InputError
-from prunec.passes.optimizers.base import GroupSparseOptimizer
 from prunec.targets import Target
 
 
@@ -38,6 +38,7 @@ class HSPG(GroupSparseOptimizer):
         epsilon: half-space threshold in [0, 1).
         half_space_start: step from which projections happen (before it: subgradient steps only).
         **base: lr, variant, momentum, weight_decay, ... (see `GroupSparseOptimizer`).
+
     """
 
     algorithm: ClassVar[str] = "hspg"
@@ -63,13 +64,13 @@ class HSPG(GroupSparseOptimizer):
         live = ~self.pruned & (xn > 0)
         coef = torch.where(live, self.lmbda / xn.clamp_min(1e-30), torch.zeros_like(xn))
         with torch.no_grad():
-            for k, (p, xb, lr) in enumerate(zip(u.params, before, self._lr_of_units_params())):
+            for k, (p, xb, lr) in enumerate(zip(u.params, before, self._lr_of_units_params(), strict=True)):
                 step = u.expand(coef, k)
                 if step is not None and lr > 0:
                     p.sub_(lr * step.to(p.dtype) * xb)
         if self.num_steps < self.half_space_start or self.capped:
             return
-        inner = u.reduce([p.detach() * xb for p, xb in zip(u.params, before)])
+        inner = u.reduce([p.detach() * xb for p, xb in zip(u.params, before, strict=True)])
         ratio = inner / (xn * xn).clamp_min(1e-30)
         crossed = live & (ratio < self.epsilon)
         if bool(crossed.any()):

@@ -16,15 +16,15 @@ batch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import torch
-
-from prunec.errors import InputError
 from prunec.passes.optimizers.units import ChannelUnits
 
+from prunec.errors import InputError
+
 CRITERIA = ("magnitude", "avg_magnitude", "cosine", "taylor", "taylor2")
-DEFAULT_CRITERIA: Mapping[str, float] = {name: 0.2 for name in CRITERIA}
+DEFAULT_CRITERIA: Mapping[str, float] = dict.fromkeys(CRITERIA, 0.2)
 
 
 def check_criteria(criteria: Mapping[str, float] | None) -> dict[str, float]:
@@ -54,7 +54,7 @@ class UnitStats:
         """Add one step's statistics from the parameters' current values and gradients."""
         xs = [p.detach() for p in units.params]
         gs = [p.grad.detach() if p.grad is not None else None for p in units.params]
-        xg = [x * g if g is not None else None for x, g in zip(xs, gs)]
+        xg = [x * g if g is not None else None for x, g in zip(xs, gs, strict=True)]
         self.sums["xg"] += units.reduce(xg)
         self.sums["gg"] += units.reduce([g * g if g is not None else None for g in gs])
         self.sums["xg2"] += units.reduce([v * v if v is not None else None for v in xg])
@@ -95,9 +95,12 @@ def saliency(units: ChannelUnits, stats: UnitStats, criteria: Mapping[str, float
         stats: gradient statistics of the window.
         criteria: weight of each criterion.
         among: bool per unit: the units compared (the normalizers are computed over them).
+
     """
     xx = units.reduce([p.detach() * p.detach() for p in units.params])
-    among = torch.ones(units.count, dtype=torch.bool, device=xx.device) if among is None else among.to(xx.device)
+    if among is None:
+        among = torch.ones(units.count, dtype=torch.bool, device=xx.device)
+    among = among.to(xx.device)
     norm = xx.sqrt()
     values: dict[str, torch.Tensor] = {}
     for name in criteria:
@@ -118,10 +121,3 @@ def saliency(units: ChannelUnits, stats: UnitStats, criteria: Mapping[str, float
         total += weight * _normalized(values[name].double(), among)
     return total.cpu()
 
-
-def combine(parts: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Sum of per-unit score tensors (for criteria computed elsewhere)."""
-    out = torch.zeros_like(parts[0], dtype=torch.float64)
-    for p in parts:
-        out += p.double()
-    return out

@@ -17,19 +17,20 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
-
-from prunec.analysis.result import Analysis
-from prunec.errors import InputError, PassError, TargetError
 from prunec.passes.optimizers.base import GroupSparseOptimizer
 from prunec.passes.optimizers.cric import CRIC
 from prunec.passes.optimizers.dhspg import DHSPG
 from prunec.passes.optimizers.hesso import HESSO
 from prunec.passes.optimizers.hspg import HSPG
+from torch import nn
+
+from prunec.analysis.result import Analysis
+from prunec.errors import InputError, PassError, TargetError
 from prunec.pipeline import Artifact, Pass, PassResult, PruneState, register_pass
 from prunec.targets import Target
 
-OPTIMIZERS: dict[str, type[GroupSparseOptimizer]] = {"hspg": HSPG, "dhspg": DHSPG, "hesso": HESSO, "cric": CRIC}
+OPTIMIZERS: dict[str, type[GroupSparseOptimizer]] = {
+    "hspg": HSPG, "dhspg": DHSPG, "hesso": HESSO, "cric": CRIC}
 """Name -> optimizer class."""
 
 LossFn = Callable[[nn.Module, int], torch.Tensor]

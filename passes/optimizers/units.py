@@ -53,6 +53,7 @@ class ChannelUnits:
     so zeroing is not removal), that hold no parameter, or that have a single channel are left out;
     `skipped` says which and why. Frozen parameters (requires_grad=False) are zeroed with their
     units but never trained.
+
     """
 
     def __init__(self, model: nn.Module, analysis: Analysis) -> None:
@@ -74,13 +75,13 @@ class ChannelUnits:
                              f"(zero-invariant, with a parameter and 2+ channels). {reasons}")
         self.groups: tuple[Group, ...] = tuple(chosen)
         offsets = np.cumsum([0] + [g.channel_count for g in chosen])
-        self.offset: dict[int, int] = {g.id: int(o) for g, o in zip(chosen, offsets)}
+        self.offset: dict[int, int] = {g.id: int(o) for g, o in zip(chosen, offsets[:-1], strict=True)}
         self.count = int(offsets[-1])
         self.group_of = np.repeat([g.id for g in chosen], [g.channel_count for g in chosen]).astype(np.int64)
         self.channel_of = np.concatenate([np.arange(g.channel_count) for g in chosen]).astype(np.int64)
         self.slices: list[UnitSlice] = []
         for g in chosen:
-            for member, chan in zip(g.members, g.channel_of):
+            for member, chan in zip(g.members, g.channel_of, strict=True):
                 units = self.offset[g.id] + np.asarray(chan, dtype=np.int64)
                 index = np.asarray(member.indices, dtype=np.int64)
                 p = named.get(member.param)
@@ -172,7 +173,8 @@ class ChannelUnits:
 
     def expand(self, coef: torch.Tensor, k: int) -> torch.Tensor | None:
         """Per element of parameter k: the sum of `coef[unit]` over the units holding it (None if no
-        unit of parameter k has a non-zero coefficient)."""
+        unit of parameter k has a non-zero coefficient).
+        """
         p = self.params[k]
         out: torch.Tensor | None = None
         for s in self.slices:

@@ -31,7 +31,7 @@ def exact_zero_channels(model: nn.Module, analysis: Analysis) -> dict[int, tuple
             continue
         largest = np.zeros(g.channel_count)
         seen = False
-        for member, chan in zip(g.members, g.channel_of):
+        for member, chan in zip(g.members, g.channel_of, strict=True):
             p = params.get(member.param)
             if p is None:
                 continue
@@ -60,5 +60,6 @@ class ZeroGroupsPass(Pass):
         assert analysis is not None  # guaranteed by `requires`
         masks = exact_zero_channels(state.model, analysis)
         count = sum(len(c) for c in masks.values())
-        new = state.replace(masks=masks).note(f"zero-groups: {count} exactly-zero channels in {len(masks)} groups")
+        new = state.replace(masks=masks).note(
+            f"zero-groups: {count} exactly-zero channels in {len(masks)} groups")
         return PassResult(new, changed=bool(masks))

@@ -32,7 +32,8 @@ def tiny_conv(seed: int = 0) -> TinyConvNet:
 def mlp(seed: int = 0, width: int = 16) -> nn.Sequential:
     """A seeded 8 -> width -> width -> 4 MLP."""
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 4))
+    return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                         nn.Linear(width, 4))
 
 
 def image_batch(step: int, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-import prunec
 from prunec.passes.optimizers import Budget, ChannelUnits
 from prunec.zoo import ZOO
+
+import prunec
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_compiled_model_has_the_predicted_macs(resnet):
 
 
 def test_params_and_ratio_targets(resnet):
-    """params=0.5 keeps <= half the parameters (within 2 points); ratio=0.25 zeroes a quarter of the channels."""
+    """params=0.5 keeps <= half the parameters (within 2 points); ratio=0.25 zeroes a quarter of channels."""
     _, analysis, units = resnet
     params = Budget(analysis, units, "params=0.5")
     chosen = params.select(units.norms().double().numpy(), params.goal)

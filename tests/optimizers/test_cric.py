@@ -6,10 +6,10 @@ import copy
 
 import pytest
 import torch
+from prunec.passes.optimizers import CRIC, HESSO
 from torch import nn
 
 import prunec
-from prunec.passes.optimizers import CRIC, HESSO
 from tests.optimizers.nets import conv_loss, image_batch, tiny_conv, train
 
 
@@ -41,7 +41,8 @@ def trap_analysis():
 
 def test_magnitude_trap_hesso_falls_in_cric_does_not(trap_analysis):
     """Ranking by magnitude, HESSO zeroes the essential unit; CRIC measures its removal cost, vetoes it,
-    and zeroes four dead units instead, keeping the loss at zero."""
+    and zeroes four dead units instead, keeping the loss at zero.
+    """
     kw = dict(warmup_steps=5, pruning_steps=10, periods=2, lr=0.01, criteria={"magnitude": 1.0})
     hesso_model = trap_net()
     hesso = HESSO(hesso_model, trap_analysis, "ratio=0.5", **kw)
@@ -87,12 +88,12 @@ def test_cric_state_dict_round_trip_mid_cycle_is_bit_identical():
     opt2 = CRIC(other, analysis, "macs=0.5", **kw)
     opt2.load_state_dict(saved[1])
     train(other, opt2, conv_loss, range(5, 22))
-    for (name, a), b in zip(model.state_dict().items(), other.state_dict().values()):
+    for (name, a), b in zip(model.state_dict().items(), other.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert opt2.finished and opt.zero_groups() == opt2.zero_groups()
 
 
 def test_cric_needs_steps_for_its_cycles(trap_analysis):
-    """steps must cover warm-up, the cycles and the progressive phase."""
+    """Steps must cover warm-up, the cycles and the progressive phase."""
     with pytest.raises(prunec.InputError, match=r"CRIC needs .* = 65 steps but steps=50"):
         CRIC(trap_net(), trap_analysis, "ratio=0.5", steps=50, max_cycles=4, cycle_steps=10)

@@ -7,10 +7,10 @@ import os
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from prunec.passes.optimizers import HESSO
 from torch.nn.parallel import DistributedDataParallel
 
 import prunec
-from prunec.passes.optimizers import HESSO
 from tests.optimizers.nets import image_batch, tiny_conv
 
 STEPS = 16

@@ -6,9 +6,9 @@ import copy
 
 import pytest
 import torch
+from prunec.passes.optimizers import HESSO
 
 import prunec
-from prunec.passes.optimizers import HESSO
 from tests.optimizers.nets import conv_loss, image_batch, mlp, mlp_loss, tiny_conv, train
 
 
@@ -73,7 +73,7 @@ def test_state_dict_round_trip_continues_bit_identically(conv_analysis, variant)
     opt2 = HESSO(other, conv_analysis, "macs=0.5", **kw)
     opt2.load_state_dict(saved_opt)
     train(other, opt2, conv_loss, range(8, 30))
-    for (name, a), b in zip(model.state_dict().items(), other.state_dict().values()):
+    for (name, a), b in zip(model.state_dict().items(), other.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert opt.zero_groups() == opt2.zero_groups()
 

@@ -6,9 +6,9 @@ import copy
 
 import pytest
 import torch
+from prunec.passes.optimizers import DHSPG, HSPG
 
 import prunec
-from prunec.passes.optimizers import DHSPG, HSPG
 from tests.optimizers.nets import conv_loss, image_batch, mlp, mlp_loss, tiny_conv, train
 
 
@@ -50,7 +50,8 @@ def test_dhspg_half_space_projects_before_the_deadline(mlp_analysis):
 
 def test_dhspg_adaptive_lambda_makes_a_shrinking_descent_direction(mlp_analysis):
     """Where the base direction grows a unit, lambda lands where d + lambda x/||x|| shrinks it and still
-    descends; where the cap binds, lambda is lmbda_max times the base penalty."""
+    descends; where the cap binds, lambda is lmbda_max times the base penalty.
+    """
     model = mlp()
     opt = DHSPG(model, mlp_analysis, "ratio=0.5", steps=20, lr=0.1, lmbda=1e-3)
     gen = torch.Generator().manual_seed(3)
@@ -58,7 +59,7 @@ def test_dhspg_adaptive_lambda_makes_a_shrinking_descent_direction(mlp_analysis)
     d = [-0.5 * xi + 0.3 * torch.randn(xi.shape, generator=gen) for xi in x]  # mostly grows x
     u = opt.units
     xn = u.reduce([xi * xi for xi in x]).sqrt()
-    ip = u.reduce([xi * di for xi, di in zip(x, d)])
+    ip = u.reduce([xi * di for xi, di in zip(x, d, strict=True)])
     dd = u.reduce([di * di for di in d])
     assert bool((ip < 0).all())
     opt.base_lambda = xn.clone()  # large enough that the cap does not bind
@@ -84,7 +85,7 @@ def test_dhspg_state_dict_round_trip_is_bit_identical(conv_analysis):
     opt2 = DHSPG(other, conv_analysis, "macs=0.5", **kw)
     opt2.load_state_dict(saved[1])
     train(other, opt2, conv_loss, range(8, 22))
-    for (name, a), b in zip(model.state_dict().items(), other.state_dict().values()):
+    for (name, a), b in zip(model.state_dict().items(), other.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from prunec.passes.optimizers import ChannelUnits, exact_zero_channels
 
 import prunec
-from prunec.passes.optimizers import ChannelUnits, exact_zero_channels
 from tests.optimizers.nets import image_batch, tiny_conv
 
 
