@@ -193,7 +193,7 @@ class CRIC(HESSO):
                 "cycle_start": self.cycle_start, "candidates": cpu(self.candidates),
                 "vetoed": cpu(self.vetoed),
                 "cost": cpu(self.cost), "eligible": cpu(self.eligible),
-                "priority": None if self.priority is None else self.priority.copy(),
+                "priority": None if self.priority is None else torch.from_numpy(self.priority.copy()),
                 "warmup": self.schedule.warmup, "history": list(self.history),
                 "snapshot": [cpu(t) for t in self.snapshot],
                 "saved_state": [{k: (cpu(v) if isinstance(v, torch.Tensor) else v) for k, v in s.items()}
@@ -208,7 +208,7 @@ class CRIC(HESSO):
         self.vetoed = state["vetoed"].to(dev).clone()
         self.cost = state["cost"].to(dev).clone()
         self.eligible = None if state["eligible"] is None else state["eligible"].to(dev).clone()
-        self.priority = None if state["priority"] is None else state["priority"].copy()
+        self.priority = None if state["priority"] is None else state["priority"].numpy().copy()
         self.schedule = dataclasses.replace(self.schedule, warmup=int(state["warmup"]))
         self.history = list(state["history"])
         tracked = self._tracked()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import torch
 from torch import nn
 
@@ -74,3 +76,11 @@ def train(model: nn.Module, opt: torch.optim.Optimizer, loss_fn, steps: range) -
         opt.step()
         losses.append(float(loss.detach()))
     return losses
+
+
+def through_disk(obj):
+    """`obj` after torch.save and torch.load (weights_only, the default), as a checkpoint would be."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    buffer.seek(0)
+    return torch.load(buffer)

@@ -10,7 +10,7 @@ from prunec.passes.optimizers import CRIC, HESSO
 from torch import nn
 
 import prunec
-from tests.optimizers.nets import conv_loss, image_batch, tiny_conv, train
+from tests.optimizers.nets import conv_loss, image_batch, through_disk, tiny_conv, train
 
 
 def trap_net() -> nn.Sequential:
@@ -81,7 +81,7 @@ def test_cric_state_dict_round_trip_mid_cycle_is_bit_identical():
     opt = CRIC(model, analysis, "macs=0.5", **kw)
     train(model, opt, conv_loss, range(5))
     assert opt.phase == "cycle"
-    saved = copy.deepcopy((model.state_dict(), opt.state_dict()))
+    saved = through_disk((model.state_dict(), opt.state_dict()))
     train(model, opt, conv_loss, range(5, 22))
     other = tiny_conv(seed=4)
     other.load_state_dict(saved[0])

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from prunec.passes.optimizers import HESSO
 
 import prunec
-from tests.optimizers.nets import conv_loss, image_batch, mlp, mlp_loss, tiny_conv, train
+from tests.optimizers.nets import conv_loss, image_batch, mlp, mlp_loss, through_disk, tiny_conv, train
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +62,7 @@ def test_state_dict_round_trip_continues_bit_identically(conv_analysis, variant)
     opt = HESSO(model, conv_analysis, "macs=0.5", **kw)
     train(model, opt, conv_loss, range(8))          # stop inside the second period
     assert bool(opt.active.any())
-    saved_model = copy.deepcopy(model.state_dict())
-    saved_opt = copy.deepcopy(opt.state_dict())
+    saved_model, saved_opt = through_disk((model.state_dict(), opt.state_dict()))
     train(model, opt, conv_loss, range(8, 30))
 
     other = tiny_conv(seed=5)

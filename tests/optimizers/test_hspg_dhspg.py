@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from prunec.passes.optimizers import DHSPG, HSPG
 
 import prunec
-from tests.optimizers.nets import conv_loss, image_batch, mlp, mlp_loss, tiny_conv, train
+from tests.optimizers.nets import conv_loss, image_batch, mlp, mlp_loss, through_disk, tiny_conv, train
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +76,7 @@ def test_dhspg_state_dict_round_trip_is_bit_identical(conv_analysis):
     model = tiny_conv()
     opt = DHSPG(model, conv_analysis, "macs=0.5", **kw)
     train(model, opt, conv_loss, range(8))
-    saved = copy.deepcopy((model.state_dict(), opt.state_dict()))
+    saved = through_disk((model.state_dict(), opt.state_dict()))
     train(model, opt, conv_loss, range(8, 22))
     other = tiny_conv(seed=9)
     other.load_state_dict(saved[0])
