@@ -22,11 +22,14 @@ PRUNEC_ALL = [
     "PipelineSyntaxError", "PlanError", "PluginError", "PostconditionError", "PruneError", "PruneReport",
     "PruneResult", "PruneState",
     "RemovedGroup", "RuleConflictError", "Slice", "SliceData", "Target", "TargetError", "TraceError",
+    "TrainOnceResult", "compile_zero_groups", "train_once",
     "UnsupportedOpError", "VerificationError", "__version__", "analyze", "count_params", "op_rule",
     "parse_pipeline", "prune", "register_criterion", "register_pass", "zeroed_copy",
 ]
 PASSES_ALL = ["L1", "L2", "Magnitude", "RewriteGraphModulePass", "RewriteModulePass", "SelectUniformPass",
-              "VerifyPass", "plan_uniform", "search_ratio"]
+              "VerifyPass", "plan_uniform", "search_ratio",
+              "CRIC", "DHSPG", "HESSO", "HSPG", "GroupSparseOptimizer", "TrainGroupSparse", "ZeroGroupsPass",
+              "make_optimizer"]
 
 
 def test_prunec_all_snapshot() -> None:
