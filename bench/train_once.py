@@ -3,7 +3,8 @@
     python bench/train_once.py                      # everything (about an hour on 2 busy cores)
     python bench/train_once.py --only digits --seeds 3 --epochs 12
     python bench/train_once.py --only gpt --gpt-steps 1500
-    python bench/train_once.py --only targets
+    python bench/train_once.py --only targets      # MACs requested vs compiled
+    python bench/train_once.py --only overhead     # ms per step vs torch.optim.SGD
 
 (a) digits_resnet on scikit-learn's digits (top-1 on the 449 held-out images), at 50% and 30% MACs.
 (b) char_gpt on Python standard-library source (validation perplexity), at 50% MACs.
@@ -155,6 +156,37 @@ def bench_targets(log: Callable[[str], None]) -> list[tuple[str, float, float]]:
     return out
 
 
+def bench_overhead(log: Callable[[str], None]) -> list[tuple[str, float]]:
+    """Milliseconds per training step (forward, backward, update) on digits_resnet, batch 64."""
+    train, _ = digits()
+    x, y = train.x[:BATCH], train.y[:BATCH]
+
+    def per_step(model: nn.Module, opt: torch.optim.Optimizer, steps: int) -> float:
+        t = time.perf_counter()
+        for _ in range(steps):
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return 1000 * (time.perf_counter() - t) / steps
+
+    out = []
+    model = digits_model(0)
+    sgd = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, nesterov=True, weight_decay=WD)
+    per_step(model, sgd, 5)
+    out.append(("torch.optim.SGD", per_step(model, sgd, 40)))
+    for algo in ("hesso", "dhspg"):
+        model = digits_model(0)
+        analysis = prunec.analyze(model, digits_example())
+        opt = make_optimizer(algo, model, analysis, "macs=0.5", warmup_steps=40, pruning_steps=40, lr=LR,
+                             momentum=MOMENTUM, nesterov=True, weight_decay=WD)
+        for phase in ("warm-up", "driving to zero", "zeros fixed"):
+            out.append((f"{algo.upper()} {phase}", per_step(model, opt, 40)))
+    for name, ms in out:
+        log(f"{name}: {ms:.1f} ms/step")
+    return out
+
+
 # ---- char-GPT -------------------------------------------------------------------------------------
 
 GPT_BATCH, BLOCK = 32, 64
@@ -257,7 +289,7 @@ def summarize(rows: list[Row]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("digits", "gpt", "targets"), default=None)
+    parser.add_argument("--only", choices=("digits", "gpt", "targets", "overhead"), default=None)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--gpt-steps", type=int, default=1500)
@@ -270,12 +302,15 @@ def main() -> None:
 
     rows: list[Row] = []
     targets: list[tuple[str, float, float]] = []
+    overhead: list[tuple[str, float]] = []
     if args.only in (None, "digits"):
         rows += bench_digits(args.seeds, args.epochs, log)
     if args.only in (None, "gpt"):
         rows += bench_gpt(args.gpt_steps, log)
     if args.only in (None, "targets"):
         targets = bench_targets(log)
+    if args.only in (None, "overhead"):
+        overhead = bench_overhead(log)
     if rows:
         print(f"\ntrain once vs L2 + fine-tune (digits: {args.epochs} epochs, batch {BATCH}; "
               f"char-gpt: {args.gpt_steps} steps of {GPT_BATCH}x{BLOCK}); metric of the compiled model, "
@@ -286,6 +321,11 @@ def main() -> None:
         print(f"{'requested':10} {'MACs kept':>9} {'params kept':>11}")
         for req, macs, params in targets:
             print(f"{req:10} {macs:9.4f} {params:11.4f}")
+    if overhead:
+        print("\noptimizer step cost (digits_resnet, batch 64, forward + backward + step)")
+        print(f"{'optimizer / phase':30} {'ms/step':>8} {'vs SGD':>7}")
+        for name, ms in overhead:
+            print(f"{name:30} {ms:8.1f} {ms / overhead[0][1]:7.2f}")
 
 
 if __name__ == "__main__":
