@@ -4,7 +4,7 @@ A saliency score is an estimate; zeroing a unit that only looks redundant can co
 network beyond recovery. CRIC tests the candidates before committing to them:
 
 1. Warm-up as in HESSO; then rank units by saliency once.
-2. Cycle c: snapshot the weights and optimizer state; the candidates are the lowest-ranked units
+2. Cycle c: snapshot the weights, buffers and optimizer state; the candidates are the lowest-ranked units
    (not yet vetoed) that meet the target. Train for `cycle_steps` while shrinking every candidate
    linearly to zero, and measure each candidate's removal cost along that path,
 
@@ -71,6 +71,8 @@ class CRIC(HESSO):
         super().__init__(model, analysis, target, steps=None, warmup_steps=probe.warmup,
                          pruning_steps=probe.period * probe.periods, periods=periods, **base)
         self.max_cycles, self.veto, self.tolerance = int(max_cycles), float(veto), int(tolerance)
+        self.buffers = list(model.buffers())
+        """Restored with the weights after each cycle (BN running statistics saw the shrunk units)."""
         self.phase = "warmup"
         self.cycle = 0
         self.cycle_start = 0
@@ -85,9 +87,9 @@ class CRIC(HESSO):
     # ---- snapshot ----------------------------------------------------------------------------
 
     def _tracked(self) -> list[torch.Tensor]:
-        """Trained parameters and unit parameters (frozen ones are shrunk too), each once."""
+        """Trained parameters, unit parameters (frozen ones are shrunk too) and buffers, each once."""
         seen: dict[int, torch.Tensor] = {}
-        for p in [*(q for g in self.param_groups for q in g["params"]), *self.units.params]:
+        for p in [*(q for g in self.param_groups for q in g["params"]), *self.units.params, *self.buffers]:
             seen.setdefault(id(p), p)
         return list(seen.values())
 
