@@ -33,7 +33,7 @@ from torch.nn import functional as F
 import prunec
 from prunec.schedule import recalibrate_norms
 
-CRITERIA = ["l1", "l2", "bn_scale", "lamp", "random", "taylor", "hessian", "activation"]
+CRITERIA = ["l1", "l2", "bn-scale", "lamp", "random", "taylor", "hessian", "activation"]
 REFIT = ["l2", "taylor", "activation"]
 
 

@@ -20,7 +20,7 @@ NORM_SCALES = frozenset({
 """(op key, port) pairs whose parameter is a per-channel scale applied after normalization."""
 
 
-@register_criterion("bn_scale")
+@register_criterion("bn-scale")
 @dataclass(frozen=True)
 class BNScale(Criterion):
     """Score channel c by |gamma[c]| of the norm layers in its group (Liu et al., 2017).

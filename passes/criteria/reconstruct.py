@@ -34,10 +34,17 @@ from prunec.inputs import ExampleInputs
 from prunec.ir.graph import OpNode
 from prunec.pipeline import Artifact, Pass, PassResult, PruneState, register_pass
 from prunec.reference import traced_reference
-from prunec.rewrite.slicing import get_state
 
 Unfold = Callable[[torch.Tensor, OpNode, tuple[int, ...]], torch.Tensor | None]
 """(layer input, op, weight shape) -> (positions, columns) in the flattened weight's column order."""
+
+
+def _tensor(model: torch.nn.Module, name: str) -> torch.Tensor:
+    """A parameter or buffer by its state_dict name."""
+    try:
+        return model.get_parameter(name)
+    except AttributeError:
+        return model.get_buffer(name)
 
 
 def _pair(v: Any, n: int) -> tuple[int, ...]:
@@ -155,16 +162,16 @@ class ReconstructPass(Pass):
         with torch.no_grad():
             for group in removed:
                 for s in group.members:
-                    t = get_state(state.model, s.param)
+                    t = _tensor(state.model, s.param)
                     t.index_fill_(s.dim, torch.as_tensor(s.indices, dtype=torch.long, device=t.device), 0)
 
     def _refit(self, state: PruneState, traces: ShapeTraces, dense: dict[int, torch.fx.GraphModule],
                layer: _Layer, keep: np.ndarray, removed: list[Any]) -> tuple[float, float] | None:
-        weight = get_state(state.model, layer.weight)
+        weight = _tensor(state.model, layer.weight)
         w_shape = tuple(weight.shape)
         unfold = REFIT[layer.op.op]
-        w_dense = get_state(dense[0], layer.weight).detach().double().reshape(w_shape[0], -1)
-        b_dense = get_state(dense[0], layer.bias).detach().double() if layer.bias else None
+        w_dense = _tensor(dense[0], layer.weight).detach().double().reshape(w_shape[0], -1)
+        b_dense = _tensor(dense[0], layer.bias).detach().double() if layer.bias else None
         cols = torch.as_tensor(_columns(layer.kept, w_shape), dtype=torch.long, device=weight.device)
         gram = cross = None
         energy = 0.0
@@ -202,7 +209,7 @@ class ReconstructPass(Pass):
             flat[:, cols] = solution[:, : len(cols)]
             weight.copy_(flat.reshape(w_shape).to(weight.dtype))
             if layer.bias:
-                bias = get_state(state.model, layer.bias)
+                bias = _tensor(state.model, layer.bias)
                 bias.copy_(solution[:, -1].to(bias.dtype))
         return err_before, err_after
 

@@ -16,7 +16,7 @@ from tests.criteria.planted import (
     tiny_cnn_with_weak_channel,
 )
 
-DATA_FREE = ["l1", "l2", "magnitude", "bn_scale", "lamp"]
+DATA_FREE = ["l1", "l2", "magnitude", "bn-scale", "lamp"]
 DATA_DRIVEN = ["taylor", "hessian", "activation"]
 
 
@@ -81,10 +81,10 @@ def test_random_ignores_the_planted_channel():
 
 
 def test_bn_scale_falls_back_to_l2_without_norm_layers():
-    """In an MLP no group has a norm scale, so bn_scale ranks exactly as L2 does."""
+    """In an MLP no group has a norm scale, so bn-scale ranks exactly as L2 does."""
     model = mlp_with_dead_channel()
     x = mlp_data()[0]
-    _, bn = scores_of(model, x, "bn_scale")
+    _, bn = scores_of(model, x, "bn-scale")
     _, l2 = scores_of(model, x, "l2")
     for gid in l2:
         np.testing.assert_allclose(bn[gid], l2[gid])
