@@ -33,7 +33,7 @@ class Allocation:
 
 
 def allocate(groups: Sequence[Group], scores: Mapping[int, np.ndarray], family: Family, cost: CostFn,
-             target: float, what: str, tolerance: float = 0.02) -> Allocation:
+             target: float, what: str, tolerance: float = 0.02, max_ratio: float = 0.99) -> Allocation:
     """Bisect `family` to keep at most `target` (by `cost`), then land within `tolerance` of it.
 
     Raises TargetError, with the closest achievable figure, when even the smallest plan keeps more
@@ -47,9 +47,9 @@ def allocate(groups: Sequence[Group], scores: Mapping[int, np.ndarray], family: 
     plan, masks, kept = at(1.0)
     if kept > target + 1e-9:
         raise TargetError(
-            f"{what}={target:g} cannot be reached: the smallest model the limits allow (min_keep, "
-            f"max_ratio, round_to, overrides, pinned layers) keeps {kept:.1%} of the {what}. The "
-            f"closest achievable target is {what}={_up(kept)}.")
+            f"{what}={target:g} cannot be reached: removing {max_ratio:.0%} of every prunable group still "
+            f"keeps {kept:.1%} of the {what} (the rest is in pinned or unprunable layers, or kept by "
+            f"min_keep, round_to or overrides). The closest achievable target is {what}={_up(kept)}.")
     lo, hi = 0.0, 1.0
     best = (plan, masks, kept)
     for _ in range(40):

@@ -221,7 +221,7 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
         selection: 'uniform' (the same fraction of every group) or 'global' (one ranking of all
             channels across groups, on normalized scores).
         min_keep: every group keeps at least this many channels.
-        max_ratio: no group loses more than this fraction of its channels (default: 1 for uniform,
+        max_ratio: no group loses more than this fraction of its channels (default: 0.99 for uniform,
             0.9 for global).
         overrides: module (or name) -> fraction of its channels to remove, fixed; 0 keeps them.
         target_tolerance: a MACs/params/latency target is met from below within this relative

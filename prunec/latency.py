@@ -287,7 +287,8 @@ def _candidates(analysis: Analysis, masks: Mapping[int, tuple[int, ...]], model:
 
 
 def allocate_latency(state: Any, family: Any, target: float, tolerance: float,
-                     latency: LatencyModel | None, rounds: int = 4) -> tuple[dict[int, tuple[int, ...]], str]:
+                     latency: LatencyModel | None, rounds: int = 4,
+                     max_ratio: float = 0.99) -> tuple[dict[int, tuple[int, ...]], str]:
     """Masks whose measured latency is `target` of the dense model's, within `tolerance` if possible.
 
     Bisects on the table's prediction, measures the pruned program, and rescales the goal by
@@ -302,7 +303,8 @@ def allocate_latency(state: Any, family: Any, target: float, tolerance: float,
     goal, best = target, None
     for _ in range(rounds):
         try:
-            found = allocate(analysis.groups, scores, family, predicted, goal, "latency", tolerance=1.0)
+            found = allocate(analysis.groups, scores, family, predicted, goal, "latency", tolerance=1.0,
+                             max_ratio=max_ratio)
         except TargetError:
             if best is not None:
                 break

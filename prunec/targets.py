@@ -78,11 +78,12 @@ def run_selection(state: Any, strategy: str, options: Any) -> tuple[Any, bool]:
         note = f"{strategy} selection: ratio {target.value:g}"
     elif target.kind in ("macs", "params"):
         found = allocate(groups, scores, family, shape_cost(analysis, target.kind), target.value,
-                         target.kind, options.tolerance)
+                         target.kind, options.tolerance, limits.max_ratio)
         masks = found.masks
         note = f"{strategy} selection: {target.kind} kept {found.kept:.4f} (target {target.value:g})"
     else:
         from prunec.latency import allocate_latency
 
-        masks, note = allocate_latency(state, family, target.value, options.tolerance, options.latency)
+        masks, note = allocate_latency(state, family, target.value, options.tolerance, options.latency,
+                                       max_ratio=limits.max_ratio)
     return state.replace(masks=masks).note(note), any(masks.values())

@@ -63,7 +63,7 @@ class SelectUniformPass(Pass):
     """'macs=0.5', 'params=0.5' or 'latency=0.5' (overrides the state's target)."""
     round_to: int | None = None
     min_keep: int = 1
-    max_ratio: float = 1.0
+    max_ratio: float = 0.99
     """Never remove more than this fraction of one group's channels."""
     overrides: Mapping[str, float] | None = None
     """Module path -> fraction of its channels to remove, fixed (0 keeps them)."""
