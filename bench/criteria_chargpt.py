@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         methods = ["l2", "taylor", "l2+refit"]
     for keep in (0.5, 0.25):
         print(f"== {keep:.0%} of MLP width and heads kept ==")
-        print(f"{'method':<20}{'params':>8}{'one-shot':>10}{f'FT {args.short}':>10}{f'FT {args.long}':>10}")
+        print(f"{'method':<20}{'params':>8}{'one-shot':>12}{f'FT {args.short}':>10}{f'FT {args.long}':>10}")
         for method in methods:
             criterion, _, refit = method.partition("+")
             result = prunec.prune(dense, cal_x[0], ratio=1 - keep, criterion=criterion, ignore=["tok"],
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
             one = perplexity(pruned, val)
             short = perplexity(train(copy.deepcopy(pruned), corpus, args.short, lr=1e-3, seed=1), val)
             long = perplexity(train(copy.deepcopy(pruned), corpus, args.long, lr=1e-3, seed=1), val)
-            print(f"{method:<20}{result.report.params_ratio:>8.3f}{one:>10.3f}{short:>10.3f}{long:>10.3f}",
+            print(f"{method:<20}{result.report.params_ratio:>8.3f}{one:>12.4g}{short:>10.3f}{long:>10.3f}",
                   flush=True)
         print()
     print(f"total {time.time() - t0:.0f}s")
