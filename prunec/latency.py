@@ -234,6 +234,8 @@ class LatencyModel:
 
     table: LatencyTable
     clock: Clock = field(default_factory=WallClock)
+    rounds: int = 5
+    """Interleaved dense/pruned measurements per end-to-end check (the fastest of each counts)."""
 
     @classmethod
     def build(cls, analysis: Analysis, inputs: ExampleInputs, *, clock: Clock | None = None,
@@ -262,7 +264,7 @@ class LatencyModel:
         """
         dense, pruned = _candidates(analysis, masks, model)
         a, b = [], []
-        for _ in range(3):  # interleave, so that drifting machine load hits both alike
+        for _ in range(self.rounds):  # interleave, so that drifting machine load hits both alike
             a.append(self.clock.time_model(dense, inputs))
             b.append(self.clock.time_model(pruned, inputs))
         return min(b) / min(a)
