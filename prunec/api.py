@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,23 +36,23 @@ def _load_builtins() -> None:
     load_plugins()
 
 
-def _resolve_ignore(model: nn.Module, ignore: Iterable[str | nn.Module]) -> list[str]:
+def _resolve_ignore(model: nn.Module, ignore: Iterable[str | nn.Module], arg: str = "ignore") -> list[str]:
     names = {id(m): n for n, m in model.named_modules()}
     all_names = [n for n, _ in model.named_modules() if n]
     paths: list[str] = []
     for item in ignore:
         if isinstance(item, nn.Module):
             if id(item) not in names:
-                raise InputError(f"ignore= holds a {type(item).__name__} that is not a submodule of the model")
+                raise InputError(f"{arg}= holds a {type(item).__name__} that is not a submodule of the model")
             paths.append(names[id(item)])
         elif isinstance(item, str):
             if item not in all_names:
                 close = difflib.get_close_matches(item, all_names, n=3)
                 hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-                raise InputError(f"ignore= names module {item!r}, which the model does not have{hint}")
+                raise InputError(f"{arg}= names module {item!r}, which the model does not have{hint}")
             paths.append(item)
         else:
-            raise InputError(f"ignore= takes module names or modules, got {type(item).__name__}")
+            raise InputError(f"{arg}= takes module names or modules, got {type(item).__name__}")
     return paths
 
 
@@ -119,6 +119,8 @@ class PruneResult:
     report: PruneReport
     analysis: Analysis
     verification: VerificationReport | None
+    steps: tuple[PruneResult, ...] = ()
+    """For iterative pruning (steps > 1): each step's own result; `removed` then spans all steps."""
 
     @property
     def output_kind(self) -> str:
@@ -144,15 +146,42 @@ def _target_from(ratio: float | None, target: str | Target | None) -> Target:
     return Target.parse(target)  # type: ignore[arg-type]
 
 
-def _default_passes(criterion: Any, output: str, verify: bool) -> list[Pass]:
-    from prunec.passes import RewriteGraphModulePass, RewriteModulePass, SelectUniformPass, VerifyPass
+def _default_passes(criterion: Any, output: str, verify: bool, selection: Mapping[str, Any] | None = None,
+                    reconstruct: bool = False) -> list[Pass]:
+    from prunec.passes import (
+        ReconstructPass,
+        RewriteGraphModulePass,
+        RewriteModulePass,
+        SelectGlobalPass,
+        SelectUniformPass,
+        VerifyPass,
+    )
     from prunec.scoring import ScoreGroupsPass, get_criterion
 
-    passes: list[Pass] = [ScoreGroupsPass(criterion=get_criterion(criterion)), SelectUniformPass()]
+    options = dict(selection or {})
+    strategy = options.pop("strategy", "uniform")
+    if strategy not in ("uniform", "global"):
+        raise TargetError(f"selection={strategy!r}; use 'uniform' (the same fraction of every group) or "
+                          "'global' (one ranking of all channels across groups)")
+    select_cls = SelectGlobalPass if strategy == "global" else SelectUniformPass
+    options = {k: v for k, v in options.items() if v is not None}
+    passes: list[Pass] = [ScoreGroupsPass(criterion=get_criterion(criterion)), select_cls(**options)]
+    if reconstruct:
+        passes.append(ReconstructPass())
     passes.append(RewriteGraphModulePass() if output == "graph_module" else RewriteModulePass())
     if verify:
         passes.append(VerifyPass(fallback=output == "auto"))
     return passes
+
+
+def _resolve_overrides(model: nn.Module, overrides: Mapping[Any, float] | None) -> dict[str, float] | None:
+    if not overrides:
+        return None
+    if not isinstance(overrides, Mapping):
+        raise InputError(f"overrides= takes a dict of module (or name) -> fraction to remove, got "
+                         f"{type(overrides).__name__}")
+    names = _resolve_ignore(model, list(overrides), arg="overrides")
+    return dict(zip(names, overrides.values(), strict=True))
 
 
 def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: float | None = None,
@@ -162,7 +191,10 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
           pipeline: str | Sequence[str | Pass] | None = None,
           calibration: Sequence[ExampleInputsLike] = (),
           loss_fn: Callable[[Any, int], torch.Tensor] | None = None, tolerance: float = 1e-4,
-          rules: RuleRegistry | None = None) -> PruneResult:
+          rules: RuleRegistry | None = None, selection: str = "uniform", min_keep: int = 1,
+          max_ratio: float | None = None, overrides: Mapping[Any, float] | None = None,
+          target_tolerance: float = 0.02, reconstruct: bool = False, latency: Any = None,
+          steps: int = 1, callback: Callable[[nn.Module, int], None] | None = None) -> PruneResult:
     """Prune `model` into a physically smaller one and verify it.
 
     Args:
@@ -171,7 +203,8 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
         example_inputs: a tensor, a tuple of positional tensors or a dict of keyword tensors.
         ratio: remove this fraction of every prunable group's channels (lowest scores first). With a
             custom `pipeline`, ratio and target may both be left out (its passes then decide).
-        target: 'macs=0.5' or 'params=0.5': keep at most this share (instead of `ratio`).
+        target: 'macs=0.5', 'params=0.5' or 'latency=0.5': keep at most this share of the MACs,
+            parameters or measured latency (instead of `ratio`), landing within `target_tolerance`.
         criterion: importance criterion name ('l2', 'l1', ...) or a Criterion instance.
         ignore: modules (or names) whose output channels must be kept.
         round_to: keep channel counts multiples of this (hardware-friendly widths).
@@ -185,6 +218,20 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
         loss_fn: loss(output, batch_index) for gradient-based criteria.
         tolerance: maximum relative output difference allowed by verification.
         rules: a rule registry (default: the global one).
+        selection: 'uniform' (the same fraction of every group) or 'global' (one ranking of all
+            channels across groups, on normalized scores).
+        min_keep: every group keeps at least this many channels.
+        max_ratio: no group loses more than this fraction of its channels (default: 0.99 for uniform,
+            0.9 for global).
+        overrides: module (or name) -> fraction of its channels to remove, fixed; 0 keeps them.
+        target_tolerance: a MACs/params/latency target is met from below within this relative
+            margin, or TargetError says which figures are achievable.
+        reconstruct: after choosing channels, refit the layers that lose input channels by least
+            squares on `calibration` (the pruned model then equals the zeroed refitted model).
+        latency: a prunec.latency.LatencyModel for latency targets (default: measured on the example
+            inputs' device and cached on disk).
+        steps: prune in this many steps towards the target (see prunec.schedule).
+        callback: callback(model, step) after each step, e.g. to fine-tune before the next one.
 
     Returns:
         PruneResult with `.model`, `.removed` (Slice form, original numbering) and `.report`.
@@ -208,11 +255,25 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
     # a custom pipeline may select channels by its own rule: then a target is optional
     custom = pipeline is not None and ratio is None and target is None
     tgt = None if custom else _target_from(ratio, target)
+    if steps != 1 or callback is not None:
+        from prunec.schedule import prune_iteratively
+
+        if tgt is None:
+            raise TargetError("iterative pruning (steps/callback) needs ratio= or target= to split into steps")
+        return prune_iteratively(
+            model, example_inputs, tgt, steps=steps, callback=callback, criterion=criterion, ignore=ignore,
+            round_to=round_to, strict=strict, inplace=inplace, verify=verify, output=output,
+            pipeline=pipeline, calibration=calibration, loss_fn=loss_fn, tolerance=tolerance, rules=rules,
+            selection=selection, min_keep=min_keep, max_ratio=max_ratio, overrides=overrides,
+            target_tolerance=target_tolerance, reconstruct=reconstruct, latency=latency)
     if round_to is not None and (not isinstance(round_to, int) or round_to < 1):
         raise TargetError(f"round_to must be a positive integer, got {round_to!r}")
     inputs = ExampleInputs.from_user(example_inputs)
     if pipeline is None:
-        passes = _default_passes(criterion, output, verify)
+        chosen = {"strategy": selection, "min_keep": min_keep, "max_ratio": max_ratio,
+                  "overrides": _resolve_overrides(model, overrides), "tolerance": target_tolerance,
+                  "latency": latency}
+        passes = _default_passes(criterion, output, verify, chosen, reconstruct)
     else:
         passes = parse_pipeline(pipeline)  # text, or a list of step texts and Pass instances
     manager = PassManager(passes)

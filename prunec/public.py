@@ -14,6 +14,10 @@ PUBLIC_MODULES: frozenset[str] = frozenset({
     "prunec.scoring",           # Criterion, SliceData, Need, register_criterion, ScoreGroupsPass
     "prunec.rules",             # op_rule, couple/pin/reduces/free/alternatives/decline, OpView, families
     "prunec.selection",         # turning scores into removals that leave a valid model
+    "prunec.allocation",        # landing a selection family on a MACs/params/latency target
+    "prunec.activations",       # taps on the traced program: inputs of chosen ops on calibration data
+    "prunec.latency",           # per-op latency tables, LatencyModel, latency targets
+    "prunec.schedule",          # iterative pruning, recalibrate_norms
     "prunec.targets",           # Target
     "prunec.analysis.result",   # Analysis
     "prunec.analysis.groups",   # Group, Slice, RemovedGroup, PinnedParam

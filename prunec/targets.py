@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from prunec.errors import TargetError
 
@@ -12,7 +13,8 @@ KINDS = ("ratio", "macs", "params", "latency")
 @dataclass(frozen=True)
 class Target:
     """`kind='ratio'`: remove that fraction of every group's channels. `macs`/`params`/`latency`:
-    keep that fraction of the model's MACs / parameters / measured latency."""
+    keep that fraction of the model's MACs / parameters / measured latency.
+    """
 
     kind: str
     value: float
@@ -47,3 +49,41 @@ class Target:
 
     def __str__(self) -> str:
         return f"{self.kind}={self.value:g}"
+
+
+def run_selection(state: Any, strategy: str, options: Any) -> tuple[Any, bool]:
+    """Shared body of the selection passes: read the target, apply the limits, choose the masks.
+
+    `options` is the pass (its fields ratio, target, round_to, min_keep, max_ratio, overrides,
+    tolerance, latency). Returns the new state, with a report note, and whether anything is removed.
+    """
+    from prunec.allocation import allocate
+    from prunec.selection import Limits, pick_family, resolve_overrides, select_for_ratio, shape_cost
+
+    analysis, scores = state.analysis, state.scores
+    if analysis is None or scores is None:
+        raise TargetError("selection needs the analysis and scores: run a criterion pass before it")
+    round_to = options.round_to if options.round_to is not None else state.round_to
+    target = Target.parse(options.target) if options.target else state.target
+    if options.ratio is not None:
+        target = Target("ratio", options.ratio)
+    if target is None:
+        raise TargetError(f"select-{strategy} needs a ratio or a target: ratio=0.5 or target='macs=0.5'")
+    groups = analysis.groups
+    limits = Limits(min_keep=options.min_keep, max_ratio=options.max_ratio, round_to=round_to,
+                    fixed=resolve_overrides(groups, options.overrides))
+    family = pick_family(strategy, groups, scores, limits)
+    if target.kind == "ratio":
+        masks = select_for_ratio(groups, scores, family, target.value, limits)
+        note = f"{strategy} selection: ratio {target.value:g}"
+    elif target.kind in ("macs", "params"):
+        found = allocate(groups, scores, family, shape_cost(analysis, target.kind), target.value,
+                         target.kind, options.tolerance, limits.max_ratio)
+        masks = found.masks
+        note = f"{strategy} selection: {target.kind} kept {found.kept:.4f} (target {target.value:g})"
+    else:
+        from prunec.latency import allocate_latency
+
+        masks, note = allocate_latency(state, family, target.value, options.tolerance, options.latency,
+                                       max_ratio=limits.max_ratio)
+    return state.replace(masks=masks).note(note), any(masks.values())

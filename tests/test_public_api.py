@@ -29,7 +29,9 @@ PRUNEC_ALL = [
 PASSES_ALL = ["L1", "L2", "Magnitude", "RewriteGraphModulePass", "RewriteModulePass", "SelectUniformPass",
               "VerifyPass", "plan_uniform", "search_ratio",
               "CRIC", "DHSPG", "HESSO", "HSPG", "GroupSparseOptimizer", "TrainGroupSparse", "ZeroGroupsPass",
-              "make_optimizer"]
+              "make_optimizer",
+              "Activation", "BNScale", "Hessian", "LAMP", "Random", "ReconstructPass", "SelectGlobalPass",
+              "Taylor"]
 
 
 def test_prunec_all_snapshot() -> None:

@@ -1,1 +1,1 @@
-"""Built-in importance criteria (each registered under its name)."""
+"""Built-in importance criteria (each registered under its name) and the least-squares refit."""

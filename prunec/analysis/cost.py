@@ -86,16 +86,54 @@ def _sdpa_cost(graph: Graph, node: OpNode, shapes: Shapes) -> int:
     return scores * q[-1] + scores * v[-1]
 
 
+@register_cost("aten::addbmm")
+def _addbmm_cost(graph: Graph, node: OpNode, shapes: Shapes) -> int:
+    b1 = _in(graph, node, shapes, "batch1") or ()
+    b2 = _in(graph, node, shapes, "batch2") or ()
+    return _prod(b1) * (b2[-1] if b2 else 1)  # (b, n, m) @ (b, m, p), summed over b
+
+
+@register_cost("aten::addmv")
+def _addmv_cost(graph: Graph, node: OpNode, shapes: Shapes) -> int:
+    return _prod(_in(graph, node, shapes, "mat") or ())
+
+
 @register_cost("aten::einsum")
 def _einsum_cost(graph: Graph, node: OpNode, shapes: Shapes) -> int:
+    """Product of the sizes of every index letter (ellipsis dims count as extra letters)."""
     eq = str(node.attrs.get("equation", "")).replace(" ", "")
-    if "->" not in eq or "..." in eq:
+    if "->" not in eq:
         return 0
     sizes: dict[str, int] = {}
-    for term, (_, v) in zip(eq.split("->")[0].split(","), graph.inputs(node)):
-        for letter, n in zip(term, shapes[v.name]):
+    operands = [v for p, v in graph.inputs(node) if p.startswith("tensors")]
+    for term, v in zip(eq.split("->")[0].split(","), operands):
+        shape = shapes[v.name]
+        if "..." in term:
+            head, tail = term.split("...")
+            n_ell = len(shape) - len(head) - len(tail)
+            # ellipsis dims align from the right across operands
+            letters = list(head) + [f"...{n_ell - 1 - i}" for i in range(n_ell)] + list(tail)
+        else:
+            letters = list(term)
+        for letter, n in zip(letters, shape):
             sizes[letter] = max(sizes.get(letter, 1), n)
     return _prod(tuple(sizes.values()))
+
+
+def node_macs(graph: Graph, node: OpNode, shapes: Shapes) -> int:
+    """MACs of one node (0 for ops without a MACs formula)."""
+    fn = COSTS.get(node.op)
+    return int(fn(graph, node, shapes)) if fn is not None else 0
+
+
+def node_size(graph: Graph, node: OpNode, shapes: Shapes) -> float:
+    """A size that an op's run time grows with: its MACs when it has a formula, else the number
+    of elements it reads and writes.
+    """
+    if node.op in COSTS:
+        return float(node_macs(graph, node, shapes))
+    total = sum(_prod(shapes[v.name]) for _, v in graph.inputs(node))
+    return float(total + sum(_prod(shapes[v.name]) for v in graph.outputs(node)))
 
 
 def graph_macs(graph: Graph, shapes: Shapes | None = None) -> int:

@@ -56,7 +56,7 @@ def test_order_error_is_raised_before_tracing(tiny) -> None:
     _, x, _ = tiny
     with pytest.raises(prunec.PassOrderError, match=r"pass 'select-uniform' requires 'scores', which no earlier "
                                                     r"pass provides \(passes before it: \[\]\); add a pass "
-                                                    r"such as 'l1', 'l2', 'magnitude' before it"):
+                                                    r"such as 'activation', 'bn-scale', 'hessian' before it"):
         prunec.prune(object(), x, pipeline="select-uniform{ratio=0.5},rewrite-module")  # type: ignore[arg-type]
 
 
