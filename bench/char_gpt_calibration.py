@@ -21,12 +21,12 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+from prunec.zoo.char_gpt import CharGPT
+from prunec.zoo.data import CharCorpus, char_corpus
 from torch import nn
 from torch.nn import functional as F
 
 import prunec
-from prunec.zoo.char_gpt import CharGPT
-from prunec.zoo.data import CharCorpus, char_corpus
 
 BLOCK = 64
 
@@ -39,6 +39,7 @@ class ActivationNorm(prunec.Criterion):
     """Linear weight name -> mean |input| per input feature, over the calibration batches."""
 
     def score_slice(self, data: prunec.SliceData) -> torch.Tensor:
+        """One score per row of the slice (0 unless it is a Linear's input columns)."""
         activity = self.column_activity.get(data.member.param)
         if activity is None or data.member.dim != 1:
             return torch.zeros(data.weight.shape[0])
@@ -53,7 +54,8 @@ def column_activity(model: nn.Module, batches: list[torch.Tensor]) -> dict[str, 
     hooks = []
     for name, m in model.named_modules():
         if isinstance(m, nn.Linear):
-            def hook(mod: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor, key: str = name) -> None:
+            def hook(mod: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor,
+                     key: str = name) -> None:
                 x = args[0].detach().abs().reshape(-1, args[0].shape[-1])
                 sums[key + ".weight"] = sums.get(key + ".weight", 0) + x.mean(0)
             hooks.append(m.register_forward_hook(hook))
@@ -104,7 +106,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=96)
     parser.add_argument("--heads", type=int, default=6)
     parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core machine)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1 is fastest on a busy 2-core machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     corpus = char_corpus(1_000_000)

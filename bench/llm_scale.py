@@ -18,15 +18,15 @@ import subprocess
 import sys
 import time
 
-SHAPE = dict(vocab=32000, hidden=4096, heads=32, kv_heads=8, head_dim=128, intermediate=11008)
+SHAPE = {"vocab": 32000, "hidden": 4096, "heads": 32, "kv_heads": 8, "head_dim": 128, "intermediate": 11008}
 
 
 def measure(layers: int, tokens: int) -> dict[str, float]:
     """Analyse one size in this process; return timings and peak RSS."""
     import torch
+    from prunec.zoo.llama import Llama, LlamaConfig
 
     import prunec
-    from prunec.zoo.llama import Llama, LlamaConfig
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with torch.device("meta"):
@@ -39,9 +39,11 @@ def measure(layers: int, tokens: int) -> dict[str, float]:
     heads = next(g for g in analysis.groups if g.kind == "heads")
     return {
         "layers": layers, "params_b": sum(p.numel() for p in model.parameters()) / 1e9, "seconds": seconds,
-        "rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2, "rss_before_gib": base / 1024,
+        "rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2,
+        "rss_before_gib": base / 1024,
         "atoms_m": analysis.coupling.atoms.total / 1e6, "ops": len(analysis.graph),
-        "groups": len(analysis.groups), "head_channels": heads.channel_count, **{f"{k}_groups": v for k, v in kinds.items()},
+        "groups": len(analysis.groups), "head_channels": heads.channel_count,
+        **{f"{k}_groups": v for k, v in kinds.items()},
     }
 
 

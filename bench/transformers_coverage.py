@@ -20,9 +20,9 @@ import time
 import warnings
 
 import torch
+from prunec.zoo.external import HF_CASES, TIMM_CASES, ExternalCase
 
 import prunec
-from prunec.zoo.external import HF_CASES, TIMM_CASES, ExternalCase
 
 KINDS = (("heads",), ("mlp",), ("hidden",), None)
 
@@ -54,7 +54,7 @@ def run_case(case: ExternalCase) -> dict[str, object]:
     row: dict[str, object] = {"name": f"{case.library}:{case.name}"}
     try:
         model, x = case.build()
-    except Exception as exc:  # noqa: BLE001 - the table reports it
+    except Exception as exc:
         row["error"] = f"build: {type(exc).__name__}: {exc}"
         return row
     row["params"] = prunec.count_params(model)
@@ -108,12 +108,14 @@ def main() -> None:
               f"{r['heads']:>9} {r['mlp']:>9} {r['hidden']:>9} {r['all']:>9} {r.get('rt', '-'):>10} "
               f"{r['seconds']:>5.1f}s")
         cells = [r[k] for k in ("heads", "mlp", "hidden", "all") if r[k] != "-"]
-        good += all(isinstance(c, str) and c.split()[0] in ("mod", "gm") and not c.endswith("BAD") for c in cells)
+        good += all(isinstance(c, str) and c.split()[0] in ("mod", "gm") and not c.endswith("BAD")
+                    for c in cells)
         if args.notes:
             for n in r.get("notes", []):  # type: ignore[union-attr]
                 print(f"    note: {n}")
     own = sum(1 for r in rows if "error" not in r and str(r["all"]).startswith("mod"))
-    print(f"{good}/{len(rows)} prune every kind and run verified; {own}/{len(rows)} come back as their own class "
+    print(f"{good}/{len(rows)} prune every kind and run verified; {own}/{len(rows)} come back as their own "
+          "class "
           "(the others as the verified GraphModule); ratio 0.5 per group, no sizes or fix-ups given")
 
 

@@ -8,10 +8,9 @@ a tanh pooler on the first token, a linear classifier. Keyword inputs (`input_id
 from __future__ import annotations
 
 import torch
+from prunec.zoo.registry import register
 from torch import nn
 from torch.nn import functional as F
-
-from prunec.zoo.registry import register
 
 
 class SelfAttention(nn.Module):

@@ -58,13 +58,14 @@ def _ids_only() -> dict[str, torch.Tensor]:
     return {"input_ids": _ids()}
 
 
-_LM = dict(vocab_size=99, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-           num_key_value_heads=2, use_cache=False)
+_LM = {"vocab_size": 99, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
+       "num_attention_heads": 4, "num_key_value_heads": 2, "use_cache": False}
 
 HF_CASES: dict[str, ExternalCase] = {c.name: c for c in [
     ExternalCase("bert", "transformers", _hf(
-        "BertForSequenceClassification", "BertConfig", _text, vocab_size=99, hidden_size=32, num_hidden_layers=2,
-        num_attention_heads=4, intermediate_size=48, max_position_embeddings=16, num_labels=3),
+        "BertForSequenceClassification", "BertConfig", _text, vocab_size=99, hidden_size=32,
+        num_hidden_layers=2, num_attention_heads=4, intermediate_size=48, max_position_embeddings=16,
+        num_labels=3),
         ("padding mask", "post-LN")),
     ExternalCase("distilbert", "transformers", _hf(
         "DistilBertForSequenceClassification", "DistilBertConfig", _text, vocab_size=99, dim=32, n_layers=2,
@@ -72,7 +73,8 @@ HF_CASES: dict[str, ExternalCase] = {c.name: c for c in [
     ExternalCase("albert", "transformers", _hf(
         "AlbertForSequenceClassification", "AlbertConfig", _text, vocab_size=99, embedding_size=24,
         hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
-        max_position_embeddings=16, num_labels=3), ("one layer shared by all layers", "embedding projection")),
+        max_position_embeddings=16, num_labels=3),
+        ("one layer shared by all layers", "embedding projection")),
     ExternalCase("gpt2", "transformers", _hf(
         "GPT2LMHeadModel", "GPT2Config", _ids_only, vocab_size=99, n_embd=32, n_layer=2, n_head=4,
         n_positions=16, use_cache=False), ("Conv1D", "tied LM head")),
@@ -133,8 +135,9 @@ TIMM_CASES: dict[str, ExternalCase] = {c.name: c for c in [
         "edgenext_xx_small", pretrained=False, dims=(16, 32, 48, 64), depths=(1, 1, 1, 1), heads=(2, 2, 2, 2),
         num_classes=10)), ("channel (XCA) attention",)),
     ExternalCase("coat", "timm", _timm(lambda t: t.create_model(
-        "coat_lite_tiny", pretrained=False, img_size=32, embed_dims=(16, 32, 48, 64), serial_depths=(1, 1, 1, 1),
-        num_heads=8, mlp_ratios=(2, 2, 2, 2), num_classes=10)), ("conv position encoding", "factor attention")),
+        "coat_lite_tiny", pretrained=False, img_size=32, embed_dims=(16, 32, 48, 64),
+        serial_depths=(1, 1, 1, 1), num_heads=8, mlp_ratios=(2, 2, 2, 2), num_classes=10)),
+        ("conv position encoding", "factor attention")),
     ExternalCase("mobilevit", "timm", _timm(lambda t: t.create_model(
         "mobilevit_xxs", pretrained=False, num_classes=10), size=64), ("conv + transformer blocks",)),
 ]}

@@ -1,14 +1,14 @@
 """A GPT-2-style decoder: token + learned position embeddings, pre-LN blocks with one fused c_attn
 projection split into q/k/v, explicit causal attention under a lower-triangular mask buffer,
-tanh-GELU MLP, final LayerNorm, LM head tied to the token embedding."""
+tanh-GELU MLP, final LayerNorm, LM head tied to the token embedding.
+"""
 
 from __future__ import annotations
 
 import torch
+from prunec.zoo.registry import register
 from torch import nn
 from torch.nn import functional as F
-
-from prunec.zoo.registry import register
 
 
 class Attention(nn.Module):

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from prunec.zoo.registry import register
 from torch import nn
 from torch.nn import functional as F
-
-from prunec.zoo.registry import register
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,8 @@ class RMSNorm(nn.Module):
 
 class Rotary(nn.Module):
     """cos/sin tables for positions 0..T-1, from a persistent frequency buffer (so head-dim
-    pruning can slice it; a non-persistent one would pin the q/k head dims)."""
+    pruning can slice it; a non-persistent one would pin the q/k head dims).
+    """
 
     def __init__(self, head_dim: int, base: float, interleaved: bool) -> None:
         super().__init__()

@@ -1,12 +1,12 @@
 """MLP-Mixer: patch embedding, then blocks of a token-mixing MLP (a Linear over the token axis,
-reached by a transpose) and a channel-mixing MLP, each pre-LN with a residual; mean-pooled head."""
+reached by a transpose) and a channel-mixing MLP, each pre-LN with a residual; mean-pooled head.
+"""
 
 from __future__ import annotations
 
+from prunec.zoo.registry import image, register
 from torch import nn
 from torch.nn import functional as F
-
-from prunec.zoo.registry import image, register
 
 
 class Mlp(nn.Module):
@@ -40,7 +40,8 @@ class MlpMixer(nn.Module):
         super().__init__()
         tokens = (image_size // patch) ** 2
         self.stem = nn.Conv2d(3, dim, patch, patch)
-        self.blocks = nn.Sequential(*(MixerBlock(dim, tokens, token_hidden, channel_hidden) for _ in range(depth)))
+        self.blocks = nn.Sequential(*(MixerBlock(dim, tokens, token_hidden, channel_hidden)
+                                      for _ in range(depth)))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
 
@@ -50,7 +51,8 @@ class MlpMixer(nn.Module):
         return self.head(x.mean(1))
 
 
-@register("mixer", "mixer", image(), covers=("token-mixing MLP over the token axis", "channel MLP", "LayerNorm"))
+@register("mixer", "mixer", image(),
+          covers=("token-mixing MLP over the token axis", "channel MLP", "LayerNorm"))
 def mixer() -> nn.Module:
     """A two-block MLP-Mixer on 32x32 images (16 tokens, dim 32)."""
     return MlpMixer()

@@ -1,14 +1,14 @@
 """A Swin-style transformer: window partitioning by view/permute, window attention with a relative
 position bias table indexed by a buffer, shifted windows (roll + attention mask), patch merging
-(strided slices + concat + LayerNorm + reduction), mean-pooled head."""
+(strided slices + concat + LayerNorm + reduction), mean-pooled head.
+"""
 
 from __future__ import annotations
 
 import torch
+from prunec.zoo.registry import image, register
 from torch import nn
 from torch.nn import functional as F
-
-from prunec.zoo.registry import image, register
 
 
 def window_partition(x, ws: int):
@@ -118,7 +118,8 @@ class Swin(nn.Module):
         res = image_size // patch
         self.patch_embed = nn.Conv2d(3, dim, patch, patch)
         self.embed_norm = nn.LayerNorm(dim)
-        self.stage1 = nn.Sequential(SwinBlock(dim, heads[0], res, ws, 0), SwinBlock(dim, heads[0], res, ws, ws // 2))
+        self.stage1 = nn.Sequential(SwinBlock(dim, heads[0], res, ws, 0),
+                                    SwinBlock(dim, heads[0], res, ws, ws // 2))
         self.merge = PatchMerging(dim)
         self.stage2 = nn.Sequential(SwinBlock(2 * dim, heads[1], res // 2, ws, 0))
         self.norm = nn.LayerNorm(2 * dim)
@@ -130,8 +131,8 @@ class Swin(nn.Module):
         return self.head(self.norm(x).mean((1, 2)))
 
 
-@register("swin", "swin", image(), covers=("window partition", "shifted windows", "relative position bias table",
-                                           "patch merging"))
+@register("swin", "swin", image(),
+          covers=("window partition", "shifted windows", "relative position bias table", "patch merging"))
 def swin() -> nn.Module:
     """A two-stage Swin on 32x32 images (8x8 tokens, window 4, heads 2 and 4)."""
     return Swin()

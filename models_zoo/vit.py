@@ -1,13 +1,13 @@
 """A Vision Transformer: patch embedding, class token, learned positions, pre-LN blocks with a fused
-qkv projection (timm's layout: (B, N, 3, heads, head_dim)), GELU MLP, classifier on the class token."""
+qkv projection (timm's layout: (B, N, 3, heads, head_dim)), GELU MLP, classifier on the class token.
+"""
 
 from __future__ import annotations
 
 import torch
+from prunec.zoo.registry import image, register
 from torch import nn
 from torch.nn import functional as F
-
-from prunec.zoo.registry import image, register
 
 
 class Attention(nn.Module):
@@ -55,8 +55,8 @@ class Block(nn.Module):
 class VisionTransformer(nn.Module):
     """Patch embedding, [CLS] + learned position embeddings, `depth` blocks, LayerNorm, linear head."""
 
-    def __init__(self, image_size: int = 32, patch: int = 8, dim: int = 32, depth: int = 2, num_heads: int = 4,
-                 mlp_ratio: float = 2.0, num_classes: int = 10) -> None:
+    def __init__(self, image_size: int = 32, patch: int = 8, dim: int = 32, depth: int = 2,
+                 num_heads: int = 4, mlp_ratio: float = 2.0, num_classes: int = 10) -> None:
         super().__init__()
         self.patch_embed = nn.Conv2d(3, dim, patch, patch)
         tokens = (image_size // patch) ** 2

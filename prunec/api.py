@@ -298,10 +298,6 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
     if round_to is not None and (not isinstance(round_to, int) or round_to < 1):
         raise TargetError(f"round_to must be a positive integer, got {round_to!r}")
     inputs = ExampleInputs.from_user(example_inputs)
-    if any(p.device.type == "meta" for p in model.parameters()):
-        raise InputError(f"{type(model).__name__} has parameters on the meta device: prune() needs their "
-                         "values to score and slice channels. Load real weights first, or use "
-                         "prunec.analyze(model, inputs) for the shape-only analysis.")
     if pipeline is None:
         chosen = {"strategy": selection, "min_keep": min_keep, "max_ratio": max_ratio,
                   "overrides": _resolve_overrides(model, overrides), "tolerance": target_tolerance,
@@ -313,6 +309,10 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
     # check the chain before the (expensive) trace: analyze provides the model and its analysis
     provided = {Artifact.MODEL, Artifact.ANALYSIS} | ({Artifact.CALIBRATION} if calibration else set())
     manager.check(frozenset(provided))
+    if isinstance(model, nn.Module) and any(p.device.type == "meta" for p in model.parameters()):
+        raise InputError(f"{type(model).__name__} has parameters on the meta device: prune() needs their "
+                         "values to score and slice channels. Load real weights first, or use "
+                         "prunec.analyze(model, inputs) for the shape-only analysis.")
     params_before = count_params(model)
     working = model if inplace else copy.deepcopy(model)
     analysis = analyze(working, inputs, ignore=ignore, strict=strict, rules=rules, attention=attention)

@@ -33,8 +33,8 @@ CONFIG_FIELDS: dict[str, str] = {
     "head_dim": "head_dim", "d_kv": "head_dim",
     "hidden_size": "hidden", "n_embd": "hidden", "d_model": "hidden", "dim": "hidden", "embed_dim": "hidden",
     "embedding_size": "hidden",
-    "intermediate_size": "mlp", "n_inner": "mlp", "d_ff": "mlp", "hidden_dim": "mlp", "encoder_ffn_dim": "mlp",
-    "decoder_ffn_dim": "mlp", "mlp_dim": "mlp", "classifier_proj_size": "mlp",
+    "intermediate_size": "mlp", "n_inner": "mlp", "d_ff": "mlp", "hidden_dim": "mlp",
+    "encoder_ffn_dim": "mlp", "decoder_ffn_dim": "mlp", "mlp_dim": "mlp", "classifier_proj_size": "mlp",
 }
 """Config field -> role of the size it holds (config spellings differ from module attributes:
 DistilBERT's `dim` is the hidden size and its `hidden_dim` the FFN width)."""
@@ -51,12 +51,12 @@ pruning, or the derived value would follow the new hidden size)."""
 
 def is_hf_config(obj: object) -> bool:
     """Whether `obj` looks like a transformers PretrainedConfig."""
-    return any(c.__name__ in ("PretrainedConfig", "PreTrainedConfig") and c.__module__.startswith("transformers")
-               for c in type(obj).__mro__)
+    return any(c.__name__ in ("PretrainedConfig", "PreTrainedConfig")
+               and c.__module__.startswith("transformers") for c in type(obj).__mro__)
 
 
 def _conv1d(m: nn.Module, ctx: ModuleContext) -> None:
-    """transformers' Conv1D: weight (nx, nf), y = x @ W + b."""
+    """Transformers' Conv1D: weight (nx, nf), y = x @ W + b."""
     m.nx, m.nf = (int(s) for s in m.weight.shape)  # type: ignore[union-attr]
 
 
@@ -77,10 +77,7 @@ def update_config(cfg: Any, ctx: ModuleContext) -> list[str]:
     missing: list[str] = []
     for name, old in olds.items():
         role = CONFIG_FIELDS[name]
-        if role == "kv_heads":
-            new = _kv_heads(olds, heads, old)
-        else:
-            new = pick(role_sizes(ctx, role), old)
+        new = _kv_heads(olds, heads, old) if role == "kv_heads" else pick(role_sizes(ctx, role), old)
         if new is None:
             if role != "kv_heads" and disagree(role_sizes(ctx, role), old):
                 missing.append(f"{name}={old}")
@@ -103,11 +100,12 @@ def _kv_heads(olds: dict[str, int], heads: set[tuple[int, int]], old_kv: int) ->
 
 def roundtrip_mismatch(model: nn.Module) -> str | None:
     """Build `type(model)(model.config)` on the meta device and compare parameter shapes: the first
-    difference as text, or None when `from_pretrained` would rebuild every shape."""
+    difference as text, or None when `from_pretrained` would rebuild every shape.
+    """
     try:
         with torch.device("meta"):
             fresh = type(model)(copy.deepcopy(model.config))  # type: ignore[call-arg]
-    except Exception as exc:  # noqa: BLE001 - any failure to rebuild is reported, never raised
+    except Exception as exc:
         return f"{type(model).__name__}(config) fails: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
     want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     for k, v in fresh.state_dict().items():

@@ -3,13 +3,15 @@
 The neutral solve (no alternative applied) contracts every static coupling: what is left is a small
 graph over its components. Each option of each choice adds edges between those components and pins
 some (the factor axes it does not pass). An option is *open* when some channel it carries ends up in
-a component that is neither pinned nor avoided and holds a parameter (else nothing could be pruned). Choices that share a component interact; each
-cluster of interacting choices is searched on its own: start at every choice's first open option,
-then repeatedly make the single change that opens the most choices (ties: the earlier options),
-until no change helps. A configuration is evaluated with one connected-components call over the
-cluster's contracted graph, so the search costs little even for long chains of reshapes
-(nn.MultiheadAttention's (B, E) -> (B*H, D) -> (B, H, T, D) needs two choices to move together in
-the right order; a channel shuffle's split and merge must meet on one factor).
+a component that is neither pinned nor avoided and holds a parameter (else nothing could be pruned).
+Choices that share a component interact; each cluster of interacting choices is searched on its
+own: start at every choice's first open option, then repeatedly make the change that gives the
+most distinct open channels (then the most open choices, then the earlier options): one choice,
+every choice of one kind together, every choice one step on, or (small clusters) two choices at
+once; stop when no change helps. A configuration is evaluated with one connected-components call
+over the cluster's contracted graph, so the search costs little. nn.MultiheadAttention's
+(B, E) -> (B*H, D) -> (B, H, T, D) needs several choices to leave the batch factor together; a
+channel shuffle's split and merge must meet on one factor.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ class Option:
 @dataclass(frozen=True)
 class Choice:
     """A choice between options; `key` identifies it to the caller, `kind` groups choices that are
-    the same decision in different places (q, k and v are split the same way)."""
+    the same decision in different places (q, k and v are split the same way).
+    """
 
     key: Hashable
     options: tuple[Option, ...]
@@ -81,7 +84,8 @@ class _Cluster:
     def score(self, config: list[int]) -> tuple[int, int, int]:
         """(distinct open channels carried, number of open choices, minus the sum of option indices):
         higher is better. Counting channels, not only choices, rejects a configuration that keeps
-        every choice open by merging all heads into one channel through a batch factor."""
+        every choice open by merging all heads into one channel through a batch factor.
+        """
         edges = [self.options[i][o][0] for i, o in enumerate(config)]
         pins = [self.options[i][o][1] for i, o in enumerate(config)]
         pairs = np.concatenate(edges) if edges else np.zeros((0, 2), np.int64)
@@ -143,6 +147,7 @@ def choose(choices: Sequence[Choice], start: Sequence[int], stuck: Sequence[int]
             when whole heads are wanted).
         state: per neutral component, whether it holds a parameter atom (a channel that holds none
             cannot be pruned, so carrying it is worth nothing).
+
     """
     closed = pinned | avoided
     result = list(start)
@@ -197,14 +202,15 @@ def _pair_moves(cluster: _Cluster, config: list[int]) -> list[list[int]]:
 
 def _moves(cluster: _Cluster, config: list[int]) -> list[list[int]]:
     """Candidate configurations one step away: one choice changed; every choice of one kind set to
-    the same option (q, k and v must agree on the heads factor); every stuck choice advanced."""
+    the same option (q, k and v must agree on the heads factor); every stuck choice advanced.
+    """
     out: list[list[int]] = []
     kinds: dict[Hashable, list[int]] = {}
     for j, c in enumerate(cluster.choices):
         kinds.setdefault(c.kind if c.kind is not None else ("single", j), []).append(j)
         for o in range(len(c.options)):
             if o != config[j]:
-                out.append(config[:j] + [o] + config[j + 1:])
+                out.append([*config[:j], o, *config[j + 1:]])
     for members in kinds.values():
         if len(members) < 2:
             continue
@@ -214,6 +220,6 @@ def _moves(cluster: _Cluster, config: list[int]) -> list[list[int]]:
                 trial[j] = o
             if trial != config:
                 out.append(trial)
-    advanced = [(o + 1) % len(c.options) for o, c in zip(config, cluster.choices)]
+    advanced = [(o + 1) % len(c.options) for o, c in zip(config, cluster.choices, strict=True)]
     out.append(advanced)
     return out

@@ -67,7 +67,7 @@ _ROLE_CACHE: weakref.WeakKeyDictionary[Graph, dict[str, dict[str, list[tuple[str
 
 
 def _roles_by_op(graph: Graph) -> dict[str, dict[str, list[tuple[str, int]]]]:
-    """op name -> role -> (value, axis) slots its role rule tags."""
+    """Op name -> role -> (value, axis) slots its role rule tags."""
     cached = _ROLE_CACHE.get(graph)
     if cached is not None:
         return cached
@@ -115,7 +115,8 @@ def _external_inputs(ctx: ModuleContext, ops: list[Any]) -> list[tuple[str, int]
     for op in ops:
         for _, v in ctx.graph.inputs(op):
             prod = ctx.graph.producer(v)
-            external = prod is None and v.kind == ValueKind.INPUT or prod is not None and prod.name not in inside
+            external = (prod is None and v.kind == ValueKind.INPUT) or (
+                prod is not None and prod.name not in inside)
             if external and v.rank >= 2:
                 out.append((v.name, v.rank - 1))
     return out
@@ -123,7 +124,8 @@ def _external_inputs(ctx: ModuleContext, ops: list[Any]) -> list[tuple[str, int]
 
 def pick(pairs: set[tuple[int, int]], old: int) -> int | None:
     """The new size of the axes whose old size is `old`: None when there are none or they disagree
-    (where only some of them changed, the changed ones decide: a token axis never shrinks)."""
+    (where only some of them changed, the changed ones decide: a token axis never shrinks).
+    """
     news = {n for o, n in pairs if o == old}
     if len(news) == 1:
         return news.pop()
@@ -177,7 +179,7 @@ def _kv_heads(module: nn.Module, ctx: ModuleContext, old: int) -> int | None:
 
 
 def _inner(module: nn.Module, ctx: ModuleContext, old: int) -> int | None:
-    """heads x head dim (q/k or v: whichever product had the old value)."""
+    """Heads x head dim (q/k or v: whichever product had the old value)."""
     heads = role_sizes(ctx, HEADS)
     dims = role_sizes(ctx, HEAD_DIM) | role_sizes(ctx, V_HEAD_DIM)
     if not any(t.op == "aten::scaled_dot_product_attention" for t in ctx.subtree_ops()):
@@ -210,7 +212,7 @@ def named_fixer(module: nn.Module) -> Fixer | None:
 
 @register_named_fixer("timm.models.metaformer.Scale")
 def _timm_scale(m: nn.Module, ctx: ModuleContext) -> None:
-    """timm's MetaFormer Scale: x * scale.view(shape), shape (dim, 1, 1) or (dim,)."""
+    """Timm's MetaFormer Scale: x * scale.view(shape), shape (dim, 1, 1) or (dim,)."""
     shape = tuple(m.shape)  # type: ignore[arg-type]
     m.shape = (int(m.scale.shape[0]), *shape[1:])  # type: ignore[union-attr]
 
@@ -218,7 +220,8 @@ def _timm_scale(m: nn.Module, ctx: ModuleContext) -> None:
 @register_fixer(nn.Module)
 def size_attributes(module: nn.Module, ctx: ModuleContext) -> None:
     """Fallback fixer for any class without its own: update the size attributes it holds (and run the
-    fixer of a library class known by name, such as transformers' Conv1D)."""
+    fixer of a library class known by name, such as transformers' Conv1D).
+    """
     if (named := named_fixer(module)) is not None:
         named(module, ctx)
     updates: dict[str, int] = {}
@@ -241,7 +244,8 @@ def size_attributes(module: nn.Module, ctx: ModuleContext) -> None:
 
 class PrunedMultiheadAttention(nn.MultiheadAttention):
     """nn.MultiheadAttention whose inner widths (heads x q/k dim, heads x v dim) may differ from its
-    embedding width, as pruning leaves it. Same call signature and results as the original."""
+    embedding width, as pruning leaves it. Same call signature and results as the original.
+    """
 
     qk_head_dim: int
     v_head_dim: int
@@ -315,7 +319,8 @@ def _merged_mask(attn_mask: torch.Tensor | None, key_padding_mask: torch.Tensor 
 @register_fixer(nn.MultiheadAttention)
 def multihead_attention(m: nn.MultiheadAttention, ctx: ModuleContext) -> None:
     """New widths from the sliced weights and the measured heads; a PrunedMultiheadAttention when the
-    inner widths no longer equal the embedding width."""
+    inner widths no longer equal the embedding width.
+    """
     if m.bias_k is not None or m.add_zero_attn:
         ctx.note(f"'{ctx.path}': nn.MultiheadAttention with add_bias_kv/add_zero_attn is not rewritten")
         return
@@ -336,7 +341,8 @@ def multihead_attention(m: nn.MultiheadAttention, ctx: ModuleContext) -> None:
         kdim = vdim = int(m.in_proj_weight.shape[1])
     else:
         kdim, vdim = int(m.k_proj_weight.shape[1]), int(m.v_proj_weight.shape[1])
-    if isinstance(m, PrunedMultiheadAttention) or not (heads * qk_dim == heads * v_dim == embed == kdim == vdim):
+    representable = heads * qk_dim == heads * v_dim == embed == kdim == vdim
+    if isinstance(m, PrunedMultiheadAttention) or not representable:
         m.__class__ = PrunedMultiheadAttention
         m.scaling = getattr(m, "scaling", old_dim ** -0.5)
         m.qk_head_dim, m.v_head_dim = qk_dim, v_dim

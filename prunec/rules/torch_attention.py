@@ -58,7 +58,7 @@ def sdpa_roles(node: OpView) -> list[tuple[Slot, str]]:
 
 @role_rule("aten::matmul", "aten::bmm")
 def attention_product_roles(node: OpView) -> list[tuple[Slot, str]]:
-    """q @ k^T and p @ v: two computed tensors (..., heads, n, k) @ (..., heads, k, m)."""
+    """Q @ k^T and p @ v: two computed tensors (..., heads, n, k) @ (..., heads, k, m)."""
     a, b, y = node.input(0), node.input(1), node.output(0)
     if a.is_param or b.is_param or a.rank < 3 or b.rank < 3:
         return []
@@ -90,7 +90,8 @@ def embedding_roles(node: OpView) -> list[tuple[Slot, str]]:
 @role_rule("aten::add", "aten::add_", "aten::sub")
 def residual_roles(node: OpView) -> list[tuple[Slot, str]]:
     """A sum of two computed tensors of the same shape may be a residual connection (confirmed by
-    `axis_roles`: the two operands must come from different computations)."""
+    `axis_roles`: the two operands must come from different computations).
+    """
     ins = node.inputs
     if len(ins) != 2 or ins[0].is_param or ins[1].is_param or ins[0].shape != ins[1].shape:
         return []
@@ -98,7 +99,8 @@ def residual_roles(node: OpView) -> list[tuple[Slot, str]]:
     return [(t.axis(k), RESIDUAL) for t in (ins[0], ins[1], y) for k in range(t.rank)]
 
 
-def _sources(graph: Graph, value: str, registry: RuleRegistry, memo: dict[str, frozenset[str]]) -> frozenset[str]:
+def _sources(graph: Graph, value: str, registry: RuleRegistry,
+             memo: dict[str, frozenset[str]]) -> frozenset[str]:
     """The first ops above `value` that are not positionwise (elementwise, broadcasting, views)."""
     if value in memo:
         return memo[value]
@@ -124,9 +126,10 @@ def _sources(graph: Graph, value: str, registry: RuleRegistry, memo: dict[str, f
 
 
 def axis_roles(graph: Graph, registry: RuleRegistry) -> dict[str, list[tuple[Slot, str]]]:
-    """op name -> the (slot, role) tags of its role rule, residual candidates confirmed: a sum is a
+    """Op name -> the (slot, role) tags of its role rule, residual candidates confirmed: a sum is a
     residual when its operands come from different computations (x + f(x)), not when both are
-    functions of one value (the x + 0.044715 * x**3 inside a tanh-GELU)."""
+    functions of one value (the x + 0.044715 * x**3 inside a tanh-GELU).
+    """
     from prunec.analysis.coupling import _param_derived
 
     derived = _param_derived(graph, registry)
@@ -138,7 +141,7 @@ def axis_roles(graph: Graph, registry: RuleRegistry) -> dict[str, list[tuple[Slo
             continue
         try:
             tags = rule(OpView(graph, node, derived.__contains__))
-        except Exception:  # noqa: BLE001, S112 - roles only classify; an odd node is left untagged
+        except Exception:
             continue
         if any(role == RESIDUAL for _, role in tags):
             a, b = (v.name for _, v in graph.inputs(node)[:2])

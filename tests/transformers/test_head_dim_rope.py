@@ -1,23 +1,24 @@
-"""Head-dim groups on request; RoPE pairs (rotate-half i <-> i+d/2, interleaved 2i <-> 2i+1) from the graph."""
+"""Head-dim groups on request; RoPE pairs (rotate-half i <-> i+d/2, interleaved 2i <-> 2i+1) from ops."""
 
 import numpy as np
 import pytest
 import torch
-
-import prunec
 from prunec.zoo import ZOO
 from prunec.zoo.llama import build_llama, token_ids
+
+import prunec
 from tests.helpers import assert_prunes_equivalently
 
 
 def qk_group(analysis):
+    """The group holding layer 0's q_proj rows."""
     return next(g for g in analysis.groups
                 if any(m.param == "layers.0.attn.q_proj.weight" and m.dim == 0 for m in g.members))
 
 
 def q_channels(group):
-    """Channel of each q_proj row (within one head; head dim 8)."""
-    member, chan = next((m, c) for m, c in zip(group.members, group.channel_of)
+    """Layer 0's q_proj rows and the group channel of each."""
+    member, chan = next((m, c) for m, c in zip(group.members, group.channel_of, strict=True)
                         if m.param == "layers.0.attn.q_proj.weight" and m.dim == 0)
     rows = np.asarray(member.indices)
     return rows, chan
@@ -29,7 +30,8 @@ def test_heads_mode_has_no_head_dim_groups():
     assert kinds == {"heads", "mlp", "hidden"}
 
 
-@pytest.mark.parametrize(("rope", "partner"), [("half", lambda i: (i + 4) % 8), ("interleaved", lambda i: i ^ 1)])
+@pytest.mark.parametrize(("rope", "partner"),
+                         [("half", lambda i: (i + 4) % 8), ("interleaved", lambda i: i ^ 1)])
 def test_rope_pairs_come_from_the_graph(rope, partner):
     """In head-dim mode a q/k channel is a RoPE pair of dims, the same in every head and layer."""
     analysis = prunec.analyze(build_llama(rope=rope), token_ids(), attention="head_dim")

@@ -5,12 +5,14 @@ import torch
 
 pytest.importorskip("transformers")
 
-import prunec  # noqa: E402
-from prunec.zoo.external import HF_CASES  # noqa: E402
-from tests.helpers import assert_prunes_equivalently  # noqa: E402
+from prunec.zoo.external import HF_CASES
+
+import prunec
+from tests.helpers import assert_prunes_equivalently
 
 
 def logits(model, x):
+    """The model's main output tensor."""
     out = model(**x)
     return out.logits if hasattr(out, "logits") else out[0]
 

@@ -2,21 +2,22 @@
 
 import pytest
 import torch
+from prunec.zoo import ZOO
 
 import prunec
 from prunec.inputs import ExampleInputs
-from prunec.zoo import ZOO
 from tests.helpers import outputs_close
 
 
 @pytest.fixture(scope="module")
 def gpt():
+    """The zoo char_gpt and its example tokens (built once for the module)."""
     entry = ZOO["char_gpt"]
     return entry.build(), entry.example_inputs()
 
 
 def test_kinds_are_classified_from_the_graph(gpt):
-    """char_gpt: one hidden group (norms, residuals, tied embedding), per layer one heads and one MLP group."""
+    """char_gpt: one hidden group (norms, residuals, tied embedding), per layer a heads and an MLP group."""
     model, x = gpt
     kinds = [g.kind for g in prunec.analyze(model, x).groups]
     assert kinds == ["hidden", "heads", "mlp", "heads", "mlp"]
@@ -35,7 +36,8 @@ def test_kinds_select_what_is_pruned(gpt):
 def test_unknown_kind_is_an_input_error(gpt):
     """A misspelt kind names the valid ones."""
     model, x = gpt
-    with pytest.raises(prunec.InputError, match=r"kinds=\('head',\): each kind must be one of heads, head_dim"):
+    with pytest.raises(prunec.InputError,
+                       match=r"kinds=\('head',\): each kind must be one of heads, head_dim"):
         prunec.prune(model, x, ratio=0.5, kinds=("head",))
 
 
@@ -51,7 +53,7 @@ def test_zeroing_differs_from_removing_under_layernorm(gpt):
 
 
 def test_removal_reference_matches_the_pruned_model(gpt):
-    """prunec verifies non-zero-invariant groups against removal computed in closed form, and it holds."""
+    """Prunec verifies non-zero-invariant groups against removal computed in closed form, and it holds."""
     from prunec.reference import traced_reference
 
     model, x = gpt

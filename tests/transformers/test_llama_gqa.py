@@ -2,15 +2,16 @@
 
 import numpy as np
 import pytest
+from prunec.zoo.llama import build_llama, token_ids
 
 import prunec
-from prunec.zoo.llama import build_llama, token_ids
 from tests.helpers import assert_prunes_equivalently
 
 RATIOS = [(6, 2), (4, 2), (8, 1), (12, 4), (8, 8)]
 
 
 def head_group(analysis, layer=0):
+    """The heads group holding a layer's q_proj rows."""
     return next(g for g in analysis.groups if g.kind == "heads"
                 and any(m.param == f"layers.{layer}.attn.q_proj.weight" for m in g.members))
 
@@ -22,7 +23,7 @@ def test_head_groups_follow_kv_heads(heads, kv):
     group = head_group(prunec.analyze(model, token_ids()))
     assert group.channel_count == kv
     d, rep = 8, heads // kv
-    by_param = {m.param: (m, ch) for m, ch in zip(group.members, group.channel_of)}
+    by_param = {m.param: (m, ch) for m, ch in zip(group.members, group.channel_of, strict=True)}
     for param, per_channel in (("q_proj", rep * d), ("k_proj", d), ("v_proj", d), ("o_proj", rep * d)):
         member, chan = by_param[f"layers.0.attn.{param}.weight"]
         assert member.dim == (1 if param == "o_proj" else 0)
@@ -34,7 +35,8 @@ def test_multi_query_heads_are_single_query_heads():
     group = head_group(prunec.analyze(build_llama(heads=8, kv_heads=1, layers=1), token_ids()))
     assert group.channel_count == 8
     assert {m.param for m in group.members} == {"layers.0.attn.q_proj.weight", "layers.0.attn.o_proj.weight"}
-    q = next(c for m, c in zip(group.members, group.channel_of) if m.param.endswith("q_proj.weight"))
+    q = next(c for m, c in zip(group.members, group.channel_of, strict=True)
+             if m.param.endswith("q_proj.weight"))
     assert np.array_equal(q, np.arange(64) // 8)
 
 

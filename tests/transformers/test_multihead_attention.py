@@ -30,11 +30,13 @@ class Attend(nn.Module):
         self.need_weights = need_weights
 
     def forward(self, x, mask):
+        """Attend over x with the padding mask, pool, classify."""
         y, _ = self.attn(x, x, x, key_padding_mask=mask, need_weights=self.need_weights)
         return self.fc(y.mean(1))
 
 
 def inputs():
+    """Tokens (2, 5, 16) and a padding mask hiding the last two keys of the second sequence."""
     mask = torch.zeros(2, 5, dtype=torch.bool)
     mask[1, 3:] = True
     return torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(1)), mask
@@ -46,7 +48,8 @@ def test_heads_found_through_the_batch_axis(need_weights):
     model = Attend(need_weights=need_weights).eval()
     group = next(g for g in prunec.analyze(model, inputs()).groups if g.kind == "heads")
     assert group.channel_count == 4
-    member, chan = next((m, c) for m, c in zip(group.members, group.channel_of) if m.param == "attn.in_proj_weight")
+    chan = next(c for m, c in zip(group.members, group.channel_of, strict=True)
+                if m.param == "attn.in_proj_weight")
     assert np.array_equal(chan, (np.arange(48) % 16) // 4)
 
 
@@ -83,7 +86,7 @@ def test_pruned_class_computes_what_nn_multihead_attention_does(batch_first, nee
 
 
 def test_torchvision_vit_prunes_heads_with_batch_two():
-    """torchvision's ViT (nn.MultiheadAttention inside) at batch 2 prunes heads as its own class."""
+    """Torchvision's ViT (nn.MultiheadAttention inside) at batch 2 prunes heads as its own class."""
     tv = pytest.importorskip("torchvision.models.vision_transformer")
     model = tv.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=32,
                                  mlp_dim=64, num_classes=10).eval()

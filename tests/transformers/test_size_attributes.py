@@ -2,12 +2,12 @@
 
 import pytest
 import torch
+from prunec.zoo.llama import Llama, LlamaConfig, build_llama, token_ids
 from torch import nn
 
 import prunec
 from prunec.rewrite import rewrite_module
 from prunec.rewrite.attention_fixers import disagree, pick
-from prunec.zoo.llama import Llama, LlamaConfig, build_llama, token_ids
 
 
 def test_pick_prefers_the_axes_that_changed():
@@ -29,6 +29,7 @@ class TwoBranches(nn.Module):
         self.b1, self.b2 = nn.Linear(6, 8), nn.Linear(8, 6)
 
     def forward(self, x):
+        """Sum of the two branches."""
         return self.a2(torch.relu(self.a1(x))) + self.b2(torch.relu(self.b1(x)))
 
 
@@ -66,5 +67,6 @@ def test_pruning_on_meta_is_an_input_error():
     """prune() needs weight values: on the meta device it points to analyze()."""
     with torch.device("meta"):
         model = Llama(LlamaConfig(layers=1)).eval()
-    with pytest.raises(prunec.InputError, match=r"parameters on the meta device: prune\(\) needs their values"):
+    with pytest.raises(prunec.InputError,
+                       match=r"parameters on the meta device: prune\(\) needs their values"):
         prunec.prune(model, token_ids().to("meta"), ratio=0.5)

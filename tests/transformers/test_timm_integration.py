@@ -5,8 +5,9 @@ import torch
 
 pytest.importorskip("timm")
 
-from prunec.zoo.external import TIMM_CASES  # noqa: E402
-from tests.helpers import assert_prunes_equivalently  # noqa: E402
+from prunec.zoo.external import TIMM_CASES
+
+from tests.helpers import assert_prunes_equivalently
 
 GRAPH_MODULE = {"coat": "split_with_sizes"}
 """Models whose own code cannot hold the pruned sizes (CoaT splits its conv position encoding by a

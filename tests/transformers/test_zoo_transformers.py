@@ -1,9 +1,9 @@
-"""Every zoo transformer prunes heads, MLP width and hidden size, separately and together, as its own class."""
+"""Every zoo transformer prunes heads, MLP width and hidden size, each alone, as its own class."""
 
 import pytest
+from prunec.zoo import ZOO
 
 import prunec
-from prunec.zoo import ZOO
 from tests.helpers import assert_prunes_equivalently
 
 TRANSFORMERS = ["vit", "bert", "gpt2", "llama", "mixer", "swin", "char_gpt"]
@@ -15,7 +15,7 @@ CASES = [(n, k) for n in TRANSFORMERS for k in KINDS if not (n == "mixer" and k 
 
 @pytest.mark.parametrize(("name", "kinds"), CASES, ids=[f"{n}-{k[0]}" for n, k in CASES])
 def test_zoo_transformer_prunes_each_kind(name, kinds):
-    """No sizes or fix-ups given: the same class comes back, verified, smaller by exactly the removed slices."""
+    """No sizes or fix-ups given: the same class comes back, verified, smaller by exactly what was removed."""
     entry = ZOO[name]
     model = entry.build()
     result = assert_prunes_equivalently(model, entry.example_inputs(), ratio=0.5, kinds=kinds,
