@@ -98,6 +98,7 @@ def analyze(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ignor
     if is_onnx_model(model):
         from prunec import onnx_api
 
+        _reject_group_selection(attention, None, False)
         return onnx_api.analyze(model, example_inputs, ignore=ignore, strict=strict, rules=rules)  # type: ignore[arg-type]
     _load_builtins()
     check_attention(attention)
@@ -120,6 +121,15 @@ def analyze(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ignor
     groups, pinned_params = build_groups(graph, coupling)
     groups = classify(groups, coupling, roles)
     return Analysis(graph, tuple(groups), tuple(coupling.pinned), tuple(pinned_params), coupling, traced)
+
+
+def _reject_group_selection(attention: str, kinds: Any, zero_invariant_only: bool) -> None:
+    """ONNX models have no group kinds yet: refuse the options instead of ignoring them."""
+    used = [name for name, on in (("attention=", attention != "heads"), ("kinds=", kinds is not None),
+                                  ("zero_invariant_only=", zero_invariant_only)) if on]
+    if used:
+        raise InputError(f"{', '.join(used)} apply to PyTorch models only; for an ONNX model leave them out "
+                         "(or prune the PyTorch model and export it)")
 
 
 def _restrict(analysis: Analysis, kinds: tuple[str, ...] | None, zero_invariant_only: bool) -> Analysis:
@@ -273,6 +283,7 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
 
         onnx_api.reject_torch_options(inplace=inplace, output=output, pipeline=pipeline, calibration=calibration,
                                       loss_fn=loss_fn)
+        _reject_group_selection(attention, kinds, zero_invariant_only)
         return onnx_api.prune(model, example_inputs, ratio=ratio, target=target, criterion=criterion,  # type: ignore[return-value]
                               ignore=ignore, round_to=round_to, strict=strict, verify=verify,  # type: ignore[arg-type]
                               tolerance=tolerance, rules=rules)

@@ -93,3 +93,15 @@ def test_removing_a_rope_pair_zeroes_both_dims():
     with torch.no_grad():
         q = zeroed.layers[0].attn.q_proj.weight.view(6, 8, -1)
     assert torch.count_nonzero(q[:, [0, 4]]) == 0 and torch.count_nonzero(q[:, [1, 5]]) > 0
+
+
+def test_no_tensor_axis_is_emptied():
+    """GPT-2's fused c_attn puts q/k dims and v dims in one group: a low-scoring set is never taken whole."""
+    entry = ZOO["gpt2"]
+    result = prunec.prune(entry.build(), entry.example_inputs(), ratio=0.5, attention="head_dim",
+                          kinds="head_dim")
+    analysis = result.analysis
+    shapes = analysis.new_shapes(analysis.keep_mask({g.group_id: g.channels for g in result.removed}))
+    emptied = [v.name for v in analysis.graph.values() if 0 in shapes[v.name] and 0 not in v.shape]
+    assert not emptied
+    assert sum(len(g.channels) for g in result.removed) >= 14 and result.verification.passed

@@ -74,3 +74,13 @@ def test_zero_invariant_only_keeps_the_literal_contract(gpt):
     assert {g.kind for g in result.removed} == {"heads", "mlp"}
     with torch.no_grad():
         assert outputs_close(result.model(x), prunec.zeroed_copy(model, result.removed)(x)) < 1e-5
+
+
+def test_group_selection_is_refused_for_onnx_models(tmp_path):
+    """kinds= has no meaning for an ONNX file yet: an InputError, not a silently ignored option."""
+    pytest.importorskip("onnx")
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2)).eval()
+    path = tmp_path / "mlp.onnx"
+    torch.onnx.export(model, (torch.randn(1, 4),), str(path), dynamo=False)
+    with pytest.raises(prunec.InputError, match=r"kinds= apply to PyTorch models only"):
+        prunec.prune(str(path), ratio=0.5, kinds="mlp")
