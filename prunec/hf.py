@@ -69,7 +69,7 @@ def _old_value(cfg: Any, name: str) -> int | None:
 
 def update_config(cfg: Any, ctx: ModuleContext) -> list[str]:
     """Set the config's size fields to their measured new values; return what could not be measured."""
-    from prunec.rewrite.attention_fixers import disagree, pick, role_sizes
+    from prunec.rewrite.attention_fixers import disagree, key_head_axes, pick, role_sizes
 
     olds = {name: v for name in CONFIG_FIELDS if (v := _old_value(cfg, name)) is not None}
     heads = role_sizes(ctx, "heads")
@@ -77,7 +77,10 @@ def update_config(cfg: Any, ctx: ModuleContext) -> list[str]:
     missing: list[str] = []
     for name, old in olds.items():
         role = CONFIG_FIELDS[name]
-        new = _kv_heads(olds, heads, old) if role == "kv_heads" else pick(role_sizes(ctx, role), old)
+        if role == "kv_heads":
+            new = pick(key_head_axes(ctx), old) or _kv_heads(olds, heads, old)
+        else:
+            new = pick(role_sizes(ctx, role), old)
         if new is None:
             if role != "kv_heads" and disagree(role_sizes(ctx, role), old):
                 missing.append(f"{name}={old}")

@@ -169,8 +169,34 @@ def _heads_pair(module: nn.Module, ctx: ModuleContext) -> tuple[int, int] | None
     return changed.pop() if len(changed) == 1 else None
 
 
+def key_head_axes(ctx: ModuleContext) -> set[tuple[int, int]]:
+    """(old, new) sizes of axes 1 and 2 of the 4-D tensors the attention key is computed from
+    ((B, KV, T, D) or (B, T, KV, D) before any repeat), within this module."""
+    inside = {op.name for op in ctx.subtree_ops()}
+    start = [dict(ctx.graph.inputs(op))["key"].name for op in ctx.subtree_ops()
+             if op.op == "aten::scaled_dot_product_attention"]
+    seen: set[str] = set()
+    slots: list[tuple[str, int]] = []
+    while start:
+        name = start.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        value = ctx.graph.value(name)
+        if value.rank == 4:
+            slots += [(name, 1), (name, 2)]
+        prod = ctx.graph.producer(value)
+        if prod is not None and prod.name in inside and len(seen) < 64:
+            start += [v.name for _, v in ctx.graph.inputs(prod) if not v.is_state]
+    return _pairs(ctx, slots)
+
+
 def _kv_heads(module: nn.Module, ctx: ModuleContext, old: int) -> int | None:
-    """KV heads go only with all their query heads, so the query heads per KV head stay fixed."""
+    """Measured on the key before it is repeated; else derived: a KV head goes only with all its
+    query heads, so the query heads per KV head stay fixed."""
+    measured = pick(key_head_axes(ctx), old)
+    if measured is not None:
+        return measured
     pair = _heads_pair(module, ctx)
     if pair is None or pair[0] % old:
         return None

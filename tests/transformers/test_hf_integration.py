@@ -78,3 +78,20 @@ def test_hf_llama_analysed_on_meta_matches_real_weights():
     meta = prunec.analyze(model.to("meta"), {k: v.to("meta") for k, v in x.items()})
     assert [(g.kind, g.channel_count, g.members) for g in meta.groups] == \
            [(g.kind, g.channel_count, g.members) for g in real.groups]
+
+
+def test_hf_multi_query_attention_keeps_its_kv_head(tmp_path):
+    """Llama with one KV head: query heads go one by one, num_key_value_heads stays 1, and it reloads."""
+    import transformers
+
+    cfg = transformers.LlamaConfig(vocab_size=99, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                                   num_attention_heads=4, num_key_value_heads=1, use_cache=False)
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    x = HF_CASES["llama"].build()[1]
+    result = prunec.prune(model, x, ratio=0.5, kinds="heads")
+    assert (result.model.config.num_attention_heads, result.model.config.num_key_value_heads) == (2, 1)
+    result.model.save_pretrained(tmp_path)
+    reloaded = type(model).from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.allclose(logits(reloaded, x), logits(result.model, x), atol=1e-6)
