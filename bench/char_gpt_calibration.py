@@ -4,9 +4,9 @@ Trains `char_gpt` (prunec.zoo) for a few minutes on Python's own standard-librar
 removes 25% and 50% of its MLP width and attention heads (`kinds=("mlp", "heads")`), scored two ways:
 
 - l2: the weight norm of each channel's slices (prunec's default criterion, no data);
-- activation: for each channel, sum over the layers that read it of mean |input activation| x the
-  L2 norm of that input column (Wanda-style, structured as in CFSP), measured on a few calibration
-  batches. Written here with the public Criterion API (no criteria helper is needed).
+- activation: prunec's built-in "activation" criterion (passes/criteria/activation.py): for each
+  channel, sum over the layers that read it of mean |input activation| x the L2 norm of that input
+  column (Wanda-style, structured as in CFSP), measured on a few calibration batches.
 
 Prints validation perplexity before and after (no fine-tuning after pruning).
 
@@ -18,54 +18,16 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import dataclass, field
 
 import torch
 from prunec.zoo.char_gpt import CharGPT
 from prunec.zoo.data import CharCorpus, char_corpus
 from torch import nn
-from torch.nn import functional as F
+from torch.nn import functional
 
 import prunec
 
 BLOCK = 64
-
-
-@dataclass(frozen=True)
-class ActivationNorm(prunec.Criterion):
-    """Score input column j of a Linear by mean|x_j| x ||W[:, j]||; other slices score 0."""
-
-    column_activity: dict[str, torch.Tensor] = field(default_factory=dict)
-    """Linear weight name -> mean |input| per input feature, over the calibration batches."""
-
-    def score_slice(self, data: prunec.SliceData) -> torch.Tensor:
-        """One score per row of the slice (0 unless it is a Linear's input columns)."""
-        activity = self.column_activity.get(data.member.param)
-        if activity is None or data.member.dim != 1:
-            return torch.zeros(data.weight.shape[0])
-        index = torch.as_tensor(data.member.indices, dtype=torch.long)
-        return data.weight.norm(dim=1) * activity[index]
-
-
-def column_activity(model: nn.Module, batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Mean |input| per feature of every nn.Linear (keyed by its weight's state_dict name)."""
-    sums: dict[str, torch.Tensor] = {}
-    count = 0
-    hooks = []
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Linear):
-            def hook(mod: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor,
-                     key: str = name) -> None:
-                x = args[0].detach().abs().reshape(-1, args[0].shape[-1])
-                sums[key + ".weight"] = sums.get(key + ".weight", 0) + x.mean(0)
-            hooks.append(m.register_forward_hook(hook))
-    with torch.no_grad():
-        for x in batches:
-            model(x)
-            count += 1
-    for h in hooks:
-        h.remove()
-    return {k: v / count for k, v in sums.items()}
 
 
 def perplexity(model: nn.Module, corpus: CharCorpus, batches: int = 40) -> float:
@@ -76,7 +38,7 @@ def perplexity(model: nn.Module, corpus: CharCorpus, batches: int = 40) -> float
     with torch.no_grad():
         for _ in range(batches):
             x, y = corpus.batch("val", 32, BLOCK, gen)
-            total += F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item()
+            total += functional.cross_entropy(model(x).flatten(0, 1), y.flatten()).item()
     return math.exp(total / batches)
 
 
@@ -91,7 +53,7 @@ def train(corpus: CharCorpus, minutes: float, dim: int, heads: int, layers: int)
     model.train()
     while time.perf_counter() < end:
         x, y = corpus.batch("train", 32, BLOCK, gen)
-        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        loss = functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -116,7 +78,6 @@ def main() -> None:
     calibration = [corpus.batch("train", 16, BLOCK, gen)[0] for _ in range(8)]
     example = calibration[0][:2]
     base_ppl = perplexity(model, corpus)
-    activity = column_activity(model, calibration)
     print(f"char_gpt: dim {args.dim}, {args.heads} heads x {args.layers} layers, "
           f"{prunec.count_params(model) / 1e3:.0f}K params, trained {steps} steps ({args.minutes:g} min) "
           f"on {len(corpus.train) / 1e6:.1f}M chars of stdlib source")
@@ -124,12 +85,13 @@ def main() -> None:
     print(f"{'0%':>8} {'-':>11} {args.heads:>10} {4 * args.dim:>9} {prunec.count_params(model) / 1e3:>7.0f}K "
           f"{base_ppl:>8.3f}")
     for ratio in (0.25, 0.5):
-        for name, criterion in (("l2", "l2"), ("activation", ActivationNorm(activity))):
-            result = prunec.prune(model, example, ratio=ratio, kinds=("mlp", "heads"), criterion=criterion)
+        for criterion in ("l2", "activation"):
+            result = prunec.prune(model, example, ratio=ratio, kinds=("mlp", "heads"), criterion=criterion,
+                                  calibration=calibration)
             pruned = result.model
             attn = pruned.blocks[0].attn  # type: ignore[index]
             mlp = pruned.blocks[0].fc  # type: ignore[index]
-            print(f"{ratio:>8.0%} {name:>11} {attn.heads:>10} {mlp.out_features:>9} "
+            print(f"{ratio:>8.0%} {criterion:>11} {attn.heads:>10} {mlp.out_features:>9} "
                   f"{prunec.count_params(pruned) / 1e3:>7.0f}K {perplexity(pruned, corpus):>8.3f}")
     print("heads/MLP kept are per layer; the pruned models are CharGPT instances (verified by prunec)")
 

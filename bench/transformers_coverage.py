@@ -4,8 +4,10 @@ For each model (small random-weight configs, see prunec.zoo.external): the group
 then one prune per kind (heads, MLP width, hidden size) and one with all kinds at ratio 0.5. Each
 cell is the output kind ('mod' = the model's own classes, 'gm' = the GraphModule fallback, '-' =
 no group of that kind) and the share of parameters kept; every prune passed prunec's verification
-(or the cell says why not). For HuggingFace models the 'all' prune is saved with save_pretrained
-and reloaded with from_pretrained ('rt': ok, or 'no' with the reason prunec's report gave).
+(or the cell says why not). 'params' is before -> after the 'all' prune; 'max diff' is the worst
+relative output difference prunec's verification measured over the four prunes. For HuggingFace
+models the 'all' prune is saved with save_pretrained and reloaded with from_pretrained ('rt': ok,
+or 'no' with the reason prunec's report gave).
 
     python bench/transformers_coverage.py              # both libraries
     python bench/transformers_coverage.py --only timm
@@ -75,7 +77,11 @@ def run_case(case: ExternalCase) -> dict[str, object]:
             ok = got == want and result.verification is not None and result.verification.passed
             kind = "mod" if result.output_kind == "module" else "gm"
             row[key] = f"{kind} {result.report.params_ratio:.2f}" + ("" if ok else " BAD")
+            if result.verification is not None:
+                worst = max(float(row.get("diff", 0.0)), result.verification.max_relative_diff)  # type: ignore[arg-type]
+                row["diff"] = worst
             if kinds is None:
+                row["after"] = prunec.count_params(result.model)
                 row["rt"] = _roundtrip(result, x) if case.library == "transformers" else "-"
                 row["notes"] = [n for n in result.report.notes if "uniform ratio" not in n]
         except prunec.PruneError as exc:
@@ -96,17 +102,20 @@ def main() -> None:
     torch.set_num_threads(1)
     cases = [c for c in [*HF_CASES.values(), *TIMM_CASES.values()] if args.only in (None, c.library)]
     rows = [run_case(c) for c in cases]
-    print(f"{'model':<28} {'params':>7} {'groups h/m/d':>13} {'heads':>9} {'mlp':>9} {'hidden':>9} "
-          f"{'all':>9} {'rt':>10} {'time':>6}")
+    print(f"{'model':<22} {'params':>13} {'groups h/m/d':>13} {'heads':>9} {'mlp':>9} {'hidden':>9} "
+          f"{'all':>9} {'max diff':>8} {'rt':>10} {'time':>6}")
     good = 0
     for r in rows:
         if "error" in r:
-            print(f"{r['name']:<28} {r['error']}")
+            print(f"{r['name']:<22} {r['error']}")
             continue
         g = r["groups"]
-        print(f"{r['name']:<28} {r['params'] / 1e3:>6.0f}K {g['heads']:>5}/{g['mlp']}/{g['hidden']:<4} "  # type: ignore[index]
-              f"{r['heads']:>9} {r['mlp']:>9} {r['hidden']:>9} {r['all']:>9} {r.get('rt', '-'):>10} "
-              f"{r['seconds']:>5.1f}s")
+        after = f"{r['after'] / 1e3:.0f}K" if "after" in r else "?"  # type: ignore[operator]
+        print(f"{r['name']:<22} {r['params'] / 1e3:>5.0f}K->{after:>5} "  # type: ignore[operator]
+              f"{g['heads']:>5}/{g['mlp']}/{g['hidden']:<4} "  # type: ignore[index]
+              f"{r['heads']:>9} {r['mlp']:>9} {r['hidden']:>9} {r['all']:>9} "
+              f"{r.get('diff', float('nan')):>8.1e} "
+              f"{r.get('rt', '-'):>10} {r['seconds']:>5.1f}s")
         cells = [r[k] for k in ("heads", "mlp", "hidden", "all") if r[k] != "-"]
         good += all(isinstance(c, str) and c.split()[0] in ("mod", "gm") and not c.endswith("BAD")
                     for c in cells)
