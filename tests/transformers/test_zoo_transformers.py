@@ -7,7 +7,7 @@ import prunec
 from tests.helpers import assert_prunes_equivalently
 
 TRANSFORMERS = ["vit", "bert", "gpt2", "llama", "mixer", "swin", "char_gpt"]
-KINDS = [("heads",), ("mlp",), ("hidden",)]  # all kinds together: tests/zoo/test_zoo_equivalence.py
+KINDS = [("heads",), ("mlp",), ("hidden",)]  # all together: below, and at 3 ratios in tests/zoo
 
 
 CASES = [(n, k) for n in TRANSFORMERS for k in KINDS if not (n == "mixer" and k == ("heads",))]
@@ -27,11 +27,15 @@ def test_zoo_transformer_prunes_each_kind(name, kinds):
 
 
 @pytest.mark.parametrize("name", TRANSFORMERS)
-def test_zoo_transformer_has_every_kind(name):
-    """Heads, MLP and hidden groups are all found (MLP-Mixer: no attention, two kinds of MLP)."""
+def test_zoo_transformer_prunes_every_kind_together(name):
+    """All kinds at once: heads, MLP and hidden (MLP-Mixer: no heads) all lose channels, verified."""
     entry = ZOO[name]
-    kinds = {g.kind for g in prunec.analyze(entry.build(), entry.example_inputs()).groups}
-    assert kinds == ({"mlp", "hidden"} if name == "mixer" else {"heads", "mlp", "hidden"})
+    model = entry.build()
+    result = assert_prunes_equivalently(model, entry.example_inputs(), ratio=0.5, expect_output="module")
+    assert type(result.model) is type(model)
+    assert {g.kind for g in result.analysis.groups} == {g.kind for g in result.removed}
+    every = {"mlp", "hidden"} if name == "mixer" else {"heads", "mlp", "hidden"}
+    assert {g.kind for g in result.removed} == every
 
 
 def test_zoo_transformers_are_same_class_entries():
