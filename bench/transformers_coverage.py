@@ -98,20 +98,22 @@ def main() -> None:
     parser.add_argument("--notes", action="store_true", help="print each model's report notes")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     cases = [c for c in [*HF_CASES.values(), *TIMM_CASES.values()] if args.only in (None, c.library)]
     rows = [run_case(c) for c in cases]
-    print(f"{'model':<22} {'params':>13} {'groups h/m/d':>13} {'heads':>9} {'mlp':>9} {'hidden':>9} "
+    print(f"{'model':<26} {'params':>13} {'groups h/m/d':>13} {'heads':>9} {'mlp':>9} {'hidden':>9} "
           f"{'all':>9} {'max diff':>8} {'rt':>10} {'time':>6}")
     good = 0
     for r in rows:
         if "error" in r:
-            print(f"{r['name']:<22} {r['error']}")
+            print(f"{r['name']:<26} {r['error']}")
             continue
         g = r["groups"]
         after = f"{r['after'] / 1e3:.0f}K" if "after" in r else "?"  # type: ignore[operator]
-        print(f"{r['name']:<22} {r['params'] / 1e3:>5.0f}K->{after:>5} "  # type: ignore[operator]
+        print(f"{r['name']:<26} {r['params'] / 1e3:>5.0f}K->{after:>5} "  # type: ignore[operator]
               f"{g['heads']:>5}/{g['mlp']}/{g['hidden']:<4} "  # type: ignore[index]
               f"{r['heads']:>9} {r['mlp']:>9} {r['hidden']:>9} {r['all']:>9} "
               f"{r.get('diff', float('nan')):>8.1e} "
