@@ -4,9 +4,9 @@ Trains `char_gpt` (prunec.zoo) for a few minutes on Python's own standard-librar
 removes 25% and 50% of its MLP width and attention heads (`kinds=("mlp", "heads")`), scored two ways:
 
 - l2: the weight norm of each channel's slices (prunec's default criterion, no data);
-- activation: prunec's built-in "activation" criterion (passes/criteria/activation.py): for each
-  channel, sum over the layers that read it of mean |input activation| x the L2 norm of that input
-  column (Wanda-style, structured as in CFSP), measured on a few calibration batches.
+- activation: prunec's built-in "activation" criterion (passes/criteria/activation.py): channel c
+  scores ||W[:, c]|| x the calibration RMS of its input, summed over the layers that read it
+  (Wanda-style, structured as in CFSP), from a few calibration batches.
 
 Prints validation perplexity before and after (no fine-tuning after pruning).
 
