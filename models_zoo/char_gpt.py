@@ -12,20 +12,24 @@ from prunec.zoo.registry import register
 
 
 class CausalSelfAttention(nn.Module):
+    """Fused qkv projection, `heads` heads of `head_dim`, causal SDPA, output projection."""
+
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
+        self.head_dim = dim // heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x):
-        b, t, c = x.shape
-        q, k, v = self.qkv(x).split(c, dim=2)
-        q = q.view(b, t, self.heads, c // self.heads).transpose(1, 2)
-        k = k.view(b, t, self.heads, c // self.heads).transpose(1, 2)
-        v = v.view(b, t, self.heads, c // self.heads).transpose(1, 2)
+        b, t, _ = x.shape
+        inner = self.heads * self.head_dim
+        q, k, v = self.qkv(x).split(inner, dim=2)
+        q = q.view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        k = k.view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        v = v.view(b, t, self.heads, self.head_dim).transpose(1, 2)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.proj(y.transpose(1, 2).reshape(b, t, c))
+        return self.proj(y.transpose(1, 2).reshape(b, t, inner))
 
 
 class Block(nn.Module):
@@ -69,8 +73,7 @@ def _example() -> torch.Tensor:
     return torch.randint(0, 96, (2, 32), generator=torch.Generator().manual_seed(1))
 
 
-@register("char_gpt", "gpt", _example, covers=("attention heads", "tied LM head", "learned positions", "LayerNorm"),
-          same_class=False)
+@register("char_gpt", "gpt", _example, covers=("attention heads", "tied LM head", "learned positions", "LayerNorm"))
 def char_gpt() -> nn.Module:
     """A two-layer character GPT (dim 64, 4 heads)."""
     return CharGPT()

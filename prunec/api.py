@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from torch import nn
 from prunec.analysis.cost import graph_macs
 from prunec.analysis.coupling import analyse_couplings
 from prunec.analysis.groups import RemovedGroup, build_groups
+from prunec.analysis.kinds import check_attention, check_kinds, classify, role_atoms
 from prunec.analysis.result import Analysis
 from prunec.errors import InputError, TargetError
 from prunec.frontends.torch_export import trace
@@ -22,6 +24,7 @@ from prunec.inputs import ExampleInputs, ExampleInputsLike
 from prunec.pipeline import Artifact, Pass, PassManager, PruneState, parse_pipeline
 from prunec.report import LayerChange, PruneReport
 from prunec.rules.registry import RULES, RuleRegistry
+from prunec.rules.torch_attention import HEAD_DIM, HEADS
 from prunec.targets import Target
 from prunec.verify import VerificationReport
 
@@ -72,27 +75,33 @@ def _ignore_pins(graph: Any, table_atoms: Callable[[str], list[np.ndarray]], pat
 
 
 def analyze(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ignore: Iterable[str | nn.Module] = (),
-            strict: bool = False, rules: RuleRegistry | None = None) -> Analysis:
+            strict: bool = False, rules: RuleRegistry | None = None, attention: str = "heads") -> Analysis:
     """Trace `model` and find its zero-invariant groups of coupled parameter slices.
 
     Args:
         model: the model; it is not modified. A path to an .onnx file or an onnx.ModelProto is
             analysed by `prunec.onnx_api.analyze` (example_inputs: None or {input name: array}).
+            Parameters may live on the `meta` device (analysis needs shapes only).
         example_inputs: a tensor, a tuple of positional tensors or a dict of keyword tensors.
         ignore: modules (or names) whose output channels must be kept.
         strict: raise UnsupportedOpError instead of pinning ops that have no rule.
         rules: a rule registry (default: the global one with the built-in ATen rules).
+        attention: 'heads' (groups of whole attention heads) or 'head_dim' (groups of dimensions
+            inside every head), where a reshape allows either.
 
     Returns:
-        An Analysis: `.groups` (each with `.members` as Slice(param, dim, indices)), `.pinned`.
+        An Analysis: `.groups` (each with `.members` as Slice(param, dim, indices) and `.kind`),
+        `.pinned`.
     """
     from prunec.onnx_api import is_onnx_model
 
     if is_onnx_model(model):
         from prunec import onnx_api
 
+        _reject_group_selection(attention, None, False)
         return onnx_api.analyze(model, example_inputs, ignore=ignore, strict=strict, rules=rules)  # type: ignore[arg-type]
     _load_builtins()
+    check_attention(attention)
     inputs = ExampleInputs.from_user(example_inputs)
     paths = _resolve_ignore(model, ignore)
     traced = trace(model, inputs)
@@ -104,10 +113,32 @@ def analyze(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ignor
     def atoms_of(value: str) -> list[np.ndarray]:
         return [table.atoms(s) for s in table.slots_of(graph.value(value))]
 
-    coupling = analyse_couplings(graph, rules or RULES, strict=strict,
-                                 extra_pins=_ignore_pins(graph, atoms_of, paths))
+    registry = rules or RULES
+    roles = role_atoms(graph, table, registry)
+    avoid = roles[HEAD_DIM] if attention == HEADS else roles[HEADS]
+    coupling = analyse_couplings(graph, registry, strict=strict,
+                                 extra_pins=_ignore_pins(graph, atoms_of, paths), avoid=avoid)
     groups, pinned_params = build_groups(graph, coupling)
+    groups = classify(groups, coupling, roles)
     return Analysis(graph, tuple(groups), tuple(coupling.pinned), tuple(pinned_params), coupling, traced)
+
+
+def _reject_group_selection(attention: str, kinds: Any, zero_invariant_only: bool) -> None:
+    """ONNX models have no group kinds yet: refuse the options instead of ignoring them."""
+    used = [name for name, on in (("attention=", attention != "heads"), ("kinds=", kinds is not None),
+                                  ("zero_invariant_only=", zero_invariant_only)) if on]
+    if used:
+        raise InputError(f"{', '.join(used)} apply to PyTorch models only; for an ONNX model leave them out "
+                         "(or prune the PyTorch model and export it)")
+
+
+def _restrict(analysis: Analysis, kinds: tuple[str, ...] | None, zero_invariant_only: bool) -> Analysis:
+    """The analysis with only the groups that may be pruned."""
+    if kinds is None and not zero_invariant_only:
+        return analysis
+    keep = tuple(g for g in analysis.groups if (kinds is None or g.kind in kinds)
+                 and (g.zero_invariant or not zero_invariant_only))
+    return dataclasses.replace(analysis, groups=keep)
 
 
 @dataclass(frozen=True, eq=False)
@@ -194,7 +225,8 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
           rules: RuleRegistry | None = None, selection: str = "uniform", min_keep: int = 1,
           max_ratio: float | None = None, overrides: Mapping[Any, float] | None = None,
           target_tolerance: float = 0.02, reconstruct: bool = False, latency: Any = None,
-          steps: int = 1, callback: Callable[[nn.Module, int], None] | None = None) -> PruneResult:
+          steps: int = 1, callback: Callable[[nn.Module, int], None] | None = None,
+          attention: str = "heads", kinds: Iterable[str] | str | None = None, zero_invariant_only: bool = False) -> PruneResult:
     """Prune `model` into a physically smaller one and verify it.
 
     Args:
@@ -232,6 +264,11 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
             inputs' device and cached on disk).
         steps: prune in this many steps towards the target (see prunec.schedule).
         callback: callback(model, step) after each step, e.g. to fine-tune before the next one.
+        attention: 'heads' (remove whole attention heads) or 'head_dim' (dimensions inside heads).
+        kinds: prune only groups of these kinds ('heads', 'head_dim', 'hidden', 'mlp'; see
+            `Group.kind`); the others keep all their channels. None prunes every kind.
+        zero_invariant_only: prune only groups where removing equals zeroing (leave out groups
+            whose channels a LayerNorm/RMSNorm, mean or contraction mixes).
 
     Returns:
         PruneResult with `.model`, `.removed` (Slice form, original numbering) and `.report`.
@@ -246,6 +283,7 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
 
         onnx_api.reject_torch_options(inplace=inplace, output=output, pipeline=pipeline, calibration=calibration,
                                       loss_fn=loss_fn)
+        _reject_group_selection(attention, kinds, zero_invariant_only)
         return onnx_api.prune(model, example_inputs, ratio=ratio, target=target, criterion=criterion,  # type: ignore[return-value]
                               ignore=ignore, round_to=round_to, strict=strict, verify=verify,  # type: ignore[arg-type]
                               tolerance=tolerance, rules=rules)
@@ -255,6 +293,7 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
     # a custom pipeline may select channels by its own rule: then a target is optional
     custom = pipeline is not None and ratio is None and target is None
     tgt = None if custom else _target_from(ratio, target)
+    kinds_t = check_kinds(kinds)
     if steps != 1 or callback is not None:
         from prunec.schedule import prune_iteratively
 
@@ -265,7 +304,8 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
             round_to=round_to, strict=strict, inplace=inplace, verify=verify, output=output,
             pipeline=pipeline, calibration=calibration, loss_fn=loss_fn, tolerance=tolerance, rules=rules,
             selection=selection, min_keep=min_keep, max_ratio=max_ratio, overrides=overrides,
-            target_tolerance=target_tolerance, reconstruct=reconstruct, latency=latency)
+            target_tolerance=target_tolerance, reconstruct=reconstruct, latency=latency,
+            attention=attention, kinds=kinds, zero_invariant_only=zero_invariant_only)
     if round_to is not None and (not isinstance(round_to, int) or round_to < 1):
         raise TargetError(f"round_to must be a positive integer, got {round_to!r}")
     inputs = ExampleInputs.from_user(example_inputs)
@@ -280,9 +320,14 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
     # check the chain before the (expensive) trace: analyze provides the model and its analysis
     provided = {Artifact.MODEL, Artifact.ANALYSIS} | ({Artifact.CALIBRATION} if calibration else set())
     manager.check(frozenset(provided))
+    if isinstance(model, nn.Module) and any(p.device.type == "meta" for p in model.parameters()):
+        raise InputError(f"{type(model).__name__} has parameters on the meta device: prune() needs their "
+                         "values to score and slice channels. Load real weights first, or use "
+                         "prunec.analyze(model, inputs) for the shape-only analysis.")
     params_before = count_params(model)
     working = model if inplace else copy.deepcopy(model)
-    analysis = analyze(working, inputs, ignore=ignore, strict=strict, rules=rules)
+    analysis = analyze(working, inputs, ignore=ignore, strict=strict, rules=rules, attention=attention)
+    analysis = _restrict(analysis, kinds_t, zero_invariant_only)
     state = PruneState(model=working, inputs=inputs, analysis=analysis, target=tgt, round_to=round_to,
                        strict=strict, calibration=tuple(ExampleInputs.from_user(c) for c in calibration),
                        loss_fn=loss_fn, tolerance=tolerance)

@@ -238,3 +238,30 @@ def select_for_ratio(groups: Sequence[Group], scores: Mapping[int, np.ndarray], 
                           f"more than {limits.max_ratio:.0%} of its channels. The closest achievable "
                           f"target is ratio={limits.max_ratio:g}.")
     return masks_from_plan(groups, scores, family.plan(ratio))
+
+
+def keep_every_axis(analysis: Analysis, masks: Mapping[int, tuple[int, ...]],
+                    scores: Mapping[int, np.ndarray], rounds: int = 8) -> dict[int, tuple[int, ...]]:
+    """Give back the best channel of any tensor axis that the removal would empty.
+
+    A group can hold several sets of channels that share a parameter axis but reach different
+    tensors (a fused qkv projection's q/k head dims and v head dims): removing by score alone could
+    take every channel of one set, leaving a zero-size axis no op can use.
+    """
+    table, labels = analysis.coupling.atoms, analysis.coupling.labels
+    owner = {int(c): (g.id, ch) for g in analysis.groups for ch, c in enumerate(g.components)}
+    removed = {gid: set(chs) for gid, chs in masks.items()}
+    for _ in range(rounds):
+        counts = table.kept_counts(analysis.keep_mask({g: tuple(c) for g, c in removed.items()}))
+        empty = np.flatnonzero((counts == 0) & (table.slot_size > 0))
+        if not len(empty):
+            break
+        for sid in empty.tolist():
+            comps = np.unique(labels[table.atoms(sid)]).tolist()
+            candidates = [owner[c] for c in comps if c in owner and owner[c][1] in removed[owner[c][0]]]
+            if len(candidates) < len(comps):
+                continue  # a channel given back for an earlier axis already fills this one
+            if candidates:
+                gid, ch = max(candidates, key=lambda gc: float(scores[gc[0]][gc[1]]))
+                removed[gid].discard(ch)
+    return {gid: tuple(sorted(chs)) for gid, chs in removed.items()}

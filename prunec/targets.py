@@ -58,7 +58,14 @@ def run_selection(state: Any, strategy: str, options: Any) -> tuple[Any, bool]:
     tolerance, latency). Returns the new state, with a report note, and whether anything is removed.
     """
     from prunec.allocation import allocate
-    from prunec.selection import Limits, pick_family, resolve_overrides, select_for_ratio, shape_cost
+    from prunec.selection import (
+        Limits,
+        keep_every_axis,
+        pick_family,
+        resolve_overrides,
+        select_for_ratio,
+        shape_cost,
+    )
 
     analysis, scores = state.analysis, state.scores
     if analysis is None or scores is None:
@@ -86,4 +93,5 @@ def run_selection(state: Any, strategy: str, options: Any) -> tuple[Any, bool]:
 
         masks, note = allocate_latency(state, family, target.value, options.tolerance, options.latency,
                                        max_ratio=limits.max_ratio)
+    masks = keep_every_axis(analysis, masks, scores)  # never empty a tensor axis (fused q/k + v dims)
     return state.replace(masks=masks).note(note), any(masks.values())

@@ -22,4 +22,6 @@ class RewriteModulePass(Pass):
         assert analysis is not None and masks is not None  # guaranteed by `requires`
         record = rewrite_module(state.model, analysis, analysis.keep_mask(masks))
         new = state.replace(pruned=state.model, output_kind="module")
+        for text in dict.fromkeys(record.notes):
+            new = new.note(text)
         return PassResult(new, changed=bool(record.sliced))

@@ -14,7 +14,7 @@ import numpy as np
 
 from prunec.analysis.result import Analysis
 from prunec.pipeline import Artifact, Pass, PassResult, PruneState, register_pass
-from prunec.selection import Limits, Masks, masks_from_plan, shape_cost, uniform_family
+from prunec.selection import Limits, Masks, keep_every_axis, masks_from_plan, shape_cost, uniform_family
 from prunec.targets import run_selection
 
 
@@ -27,7 +27,8 @@ def plan_uniform(analysis: Analysis, scores: Mapping[int, np.ndarray], ratio: fl
                  round_to: int | None = None, min_keep: int = 1) -> Masks:
     """Group id -> channels to remove (lowest scores; ties broken by channel number)."""
     limits = Limits(min_keep=min_keep, round_to=round_to)
-    return masks_from_plan(analysis.groups, scores, uniform_family(analysis.groups, limits).plan(ratio))
+    masks = masks_from_plan(analysis.groups, scores, uniform_family(analysis.groups, limits).plan(ratio))
+    return keep_every_axis(analysis, masks, scores)
 
 
 def kept_fraction(analysis: Analysis, masks: Mapping[int, tuple[int, ...]], kind: str) -> float:

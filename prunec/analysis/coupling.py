@@ -16,6 +16,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from prunec.analysis.atoms import AtomTable
+from prunec.analysis.choices import Choice, Option, choose, first_open
 from prunec.errors import UnsupportedOpError
 from prunec.ir.graph import Graph, OpNode, ValueKind
 from prunec.ir.slots import Coupling
@@ -204,8 +205,13 @@ def _evaluate(graph: Graph, registry: RuleRegistry, table: AtomTable, reasons: _
 
 def analyse_couplings(graph: Graph, registry: RuleRegistry, *, strict: bool = False,
                       extra_pins: Iterable[tuple[np.ndarray, str]] = (),
-                      max_iterations: int = 12) -> CouplingResult:
-    """Run the rules over `graph` and solve for components of atoms."""
+                      avoid: np.ndarray | None = None) -> CouplingResult:
+    """Run the rules over `graph` and solve for components of atoms.
+
+    `avoid`: atoms whose channels an alternative should not carry when another option can (e.g. the
+    head-dim axes of attention when whole heads are wanted); such options are treated as pinned
+    while choosing, but stay prunable if every option ends up avoided.
+    """
     table = AtomTable(graph)
     reasons = _Reasons()
     pinned: list[Pinned] = []
@@ -222,18 +228,35 @@ def analyse_couplings(graph: Graph, registry: RuleRegistry, *, strict: bool = Fa
                         for s in table.slots_of(v)]
     io_pins += [(atoms, reasons.id(text), IO) for atoms, text in extra_pins]
 
-    choice = {(i, c): 0 for i, nf in enumerate(nodes) for c in range(len(nf.choices))}
-    settled: set[tuple[int, int]] = set()
-    node_index = {nf.node.name: i for i, nf in enumerate(nodes)}
-    iterations = 0
-    while True:
-        iterations += 1
+    avoid_atoms = avoid if avoid is not None else np.zeros(0, dtype=np.int64)
+    state_atoms = np.concatenate([table.atoms(s) for v in graph.state_values() for s in table.slots_of(v)]
+                                 or [np.zeros(0, dtype=np.int64)])
+    keys = [(i, c) for i, nf in enumerate(nodes) for c in range(len(nf.choices))]
+    choice = {k: 0 for k in keys}
+    iterations = 1
+    if keys:
+        # the neutral solve applies no alternative: an option blocked there is blocked everywhere
+        neutral = _solve(nodes, None, table, reasons, io_pins)
+        contracted = _contract(nodes, keys, neutral[0], table)
+        pinned0 = neutral[2]
+        avoided0 = np.zeros(neutral[1], dtype=bool)
+        avoided0[neutral[0][avoid_atoms]] = True
+        state0 = np.zeros(neutral[1], dtype=bool)
+        state0[neutral[0][state_atoms]] = True
+        start = [first_open(c, pinned0 | avoided0) for c in contracted]
+        choice = dict(zip(keys, start))
         sol = _solve(nodes, choice, table, reasons, io_pins)
-        flips = _choices_to_flip(nodes, choice, settled, sol, graph, node_index, registry)
-        if not flips or iterations >= max_iterations:
-            break
-        for key in flips:
-            choice[key] += 1
+        closed = _closed(sol, avoid_atoms, state_atoms)
+        stuck = [j for j, (i, c) in enumerate(keys)
+                 if _open_channels(nodes[i].choices[c][0][choice[(i, c)]], sol[0], closed) < 2]
+        if stuck:
+            config, moves = choose(contracted, start, stuck, pinned0, avoided0, state0)
+            iterations += moves
+            if moves:
+                choice = dict(zip(keys, config))
+                sol = _solve(nodes, choice, table, reasons, io_pins)
+    else:
+        sol = _solve(nodes, choice, table, reasons, io_pins)
     labels, ncomp, comp_pinned, comp_reason, comp_reduced, comp_red_reason, comp_pin_atom = sol
     chosen = {(nodes[i].node.name, c): nodes[i].choices[c][1][o] for (i, c), o in choice.items()}
     node_couplings = {}
@@ -249,16 +272,23 @@ def analyse_couplings(graph: Graph, registry: RuleRegistry, *, strict: bool = Fa
                           comp_pin_atom)
 
 
-def _solve(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int], table: AtomTable,
+def _solve(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int] | None, table: AtomTable,
            reasons: _Reasons, io_pins: list[tuple[np.ndarray, int, int]]
            ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Components for one configuration of the alternatives. With `choice=None` (the neutral
+    configuration) no alternative is applied and no slot an alternative mentions is auto-pinned."""
     ea: list[np.ndarray] = []
     eb: list[np.ndarray] = []
     pins: list[tuple[np.ndarray, int, int]] = list(io_pins)
     reds: list[tuple[np.ndarray, int]] = []
     for i, nf in enumerate(nodes):
-        parts = [nf.static] + [opts[choice[(i, c)]] for c, (opts, _) in enumerate(nf.choices)]
+        if choice is None:
+            parts = [nf.static]
+        else:
+            parts = [nf.static] + [opts[choice[(i, c)]] for c, (opts, _) in enumerate(nf.choices)]
         mentioned: set[int] = set()
+        if choice is None:
+            mentioned = {sid for opts, _ in nf.choices for o in opts for sid in o.mentioned}
         for p in parts:
             for a, b in p.edges:
                 ea.append(a)
@@ -301,53 +331,48 @@ def _solve(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int], table: A
     return labels, ncomp, comp_pinned, comp_reason, comp_reduced, comp_red_reason, comp_pin_atom
 
 
-def _choices_to_flip(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int],
-                     settled: set[tuple[int, int]], sol: tuple, graph: Graph,
-                     node_index: dict[str, int], registry: RuleRegistry) -> list[tuple[int, int]]:
-    """Choices whose channels all ended up pinned and that have another option left.
-
-    When both ends of a reshape chain are stuck (a channel shuffle: split, transpose, merge), only
-    the upstream one moves this round, so the two ends can meet on a common factor.
-    """
-    labels, _, comp_pinned = sol[0], sol[1], sol[2]
-    stuck: list[tuple[int, int]] = []
-    for key, o in choice.items():
-        if key in settled:
-            continue
-        i, c = key
-        opts, _ = nodes[i].choices[c]
-        carriers = opts[o].carriers
-        if not carriers:
-            continue
-        atoms = np.concatenate(carriers)
-        if len(atoms) == 0 or not comp_pinned[labels[atoms]].all():
-            continue
-        if o + 1 < len(opts):
-            stuck.append(key)
-        else:
-            choice[key] = 0  # every option is pinned: keep the first, the most natural
-            settled.add(key)
-    stuck_nodes = {nodes[i].node.name for i, _ in stuck}
-    flips = []
-    for key in stuck:
-        if not _has_stuck_ancestor(nodes[key[0]].node, stuck_nodes, graph, registry):
-            flips.append(key)
-    return flips
+def _open_channels(option: _Compiled, labels: np.ndarray, closed: np.ndarray) -> int:
+    """How many distinct open components the option's channels end in (in a solution where it is
+    applied): 0 when it is blocked, 1 when it collapsed every channel into one (or has only one)."""
+    comps = [labels[a] for a, _ in option.edges if len(a)]
+    if not comps:
+        return 2  # carries nothing: nothing to improve
+    c = np.concatenate(comps)
+    return len(np.unique(c[~closed[c]]))
 
 
-def _has_stuck_ancestor(node: OpNode, stuck: set[str], graph: Graph, registry: RuleRegistry,
-                        depth: int = 6) -> bool:
-    frontier = [node]
-    for _ in range(depth):
-        nxt = []
-        for op in frontier:
-            for _, v in graph.inputs(op)[:1]:
-                prod = graph.producer(v)
-                if prod is None:
-                    continue
-                if prod.name in stuck:
-                    return True
-                if registry.is_view_like(prod.op):
-                    nxt.append(prod)
-        frontier = nxt
-    return False
+def _closed(sol: tuple, avoid: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """Components an option should not end in: pinned, avoided, or holding no parameter (nothing
+    there could be pruned)."""
+    labels, comp_pinned = sol[0], sol[2]
+    closed = comp_pinned.copy()
+    if len(avoid):
+        closed[labels[avoid]] = True
+    useful = np.zeros(len(closed), dtype=bool)
+    useful[labels[state]] = True
+    return closed | ~useful
+
+
+def _contract(nodes: list[_NodeFacts], keys: list[tuple[int, int]], labels: np.ndarray,
+              table: AtomTable) -> list[Choice]:
+    """Each choice's options as pairs and pins of components of the neutral solve."""
+    out: list[Choice] = []
+    n = int(labels.max()) + 1 if len(labels) else 1
+    for i, c in keys:
+        nf = nodes[i]
+        reach = [set().union(*(o.mentioned for o in opts)) for opts, _ in nf.choices]
+        others = set().union(*(r for k, r in enumerate(reach) if k != c)) | nf.static.mentioned
+        options = []
+        for opt in nf.choices[c][0]:
+            if opt.edges:
+                code = np.concatenate([labels[a] * n + labels[b] for a, b in opt.edges])
+                code = np.unique(code)
+                pairs = np.stack([code // n, code % n], axis=1)
+            else:
+                pairs = np.zeros((0, 2), dtype=np.int64)
+            unpassed = reach[c] - opt.mentioned - others
+            atoms = [table.atoms(sid) for sid in unpassed]
+            pins = np.unique(labels[np.concatenate(atoms)]) if atoms else np.zeros(0, np.int64)
+            options.append(Option(pairs, pins))
+        out.append(Choice((i, c), tuple(options), kind=(nf.node.op, nf.choices[c][1])))
+    return out

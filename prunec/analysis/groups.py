@@ -60,6 +60,9 @@ class Group:
     """Per member: the group channel (0..channel_count-1) of each entry of `indices`."""
     components: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
     """Atom component id of each channel (internal: links channels back to the IR)."""
+    kind: str = "mlp"
+    """What the channels are, from the ops they reach: 'heads', 'head_dim', 'hidden' or 'mlp'
+    (any other width: an MLP's hidden layer, a conv's filters). See prunec.analysis.kinds."""
 
     @property
     def name(self) -> str:
@@ -82,7 +85,7 @@ class Group:
         """A record of removing `channels` of this group."""
         chans = tuple(sorted({int(c) for c in channels}))
         return RemovedGroup(self.id, self.name, chans, self.channel_members(chans), self.zero_invariant,
-                            self.notes)
+                            self.notes, self.kind)
 
     def __str__(self) -> str:
         zi = "" if self.zero_invariant else "  (not zero-invariant: " + "; ".join(self.notes) + ")"
@@ -101,6 +104,7 @@ class RemovedGroup:
     members: tuple[Slice, ...]
     zero_invariant: bool = True
     notes: tuple[str, ...] = ()
+    kind: str = "mlp"
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,18 @@ class PinnedParam:
     param: str
     dim: int
     reason: str
+
+
+def sorted_unique(a: np.ndarray) -> np.ndarray:
+    """np.unique of an integer array by sorting (numpy 2's hash-based unique is several times slower
+    on the millions of distinct component ids a large model has)."""
+    s = np.sort(a, kind="stable")
+    if len(s) == 0:
+        return s
+    keep = np.empty(len(s), dtype=bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
 
 
 def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], list[PinnedParam]]:
@@ -129,9 +145,12 @@ def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], lis
         return [], pinned_params
 
     # comps sharing a parameter slot belong to one group: components of the comp-slot graph
-    pairs = np.unique(np.stack([comp, slot_of]), axis=1)
-    ucomps, comp_local = np.unique(pairs[0], return_inverse=True)
-    uslots, slot_local = np.unique(pairs[1], return_inverse=True)
+    nslots = len(table.slot_start)
+    code = sorted_unique(comp * nslots + slot_of)  # one int per (comp, slot) pair
+    pairs = np.stack([code // nslots, code % nslots])
+    ucomps = sorted_unique(pairs[0])
+    uslots = sorted_unique(pairs[1])
+    comp_local, slot_local = np.searchsorted(ucomps, pairs[0]), np.searchsorted(uslots, pairs[1])
     n = len(ucomps) + len(uslots)
     bip = coo_matrix((np.ones(pairs.shape[1], np.int8), (comp_local, len(ucomps) + slot_local)), shape=(n, n))
     _, glabel = connected_components(bip, directed=False)
@@ -153,10 +172,11 @@ def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], lis
     groups: list[Group] = []
     for seg in np.split(np.arange(len(atoms)), bounds):
         g = int(g_of_atom[seg[0]])
-        seg_comps = np.unique(comp[seg])
-        seg_comps = seg_comps[np.argsort(first_atom[seg_comps], kind="stable")]
-        channel_index = np.full(result.num_components, -1, dtype=np.int64)
-        channel_index[seg_comps] = np.arange(len(seg_comps))
+        sorted_comps = sorted_unique(comp[seg])
+        order = np.argsort(first_atom[sorted_comps], kind="stable")
+        seg_comps = sorted_comps[order]
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))  # channel number of each component of sorted_comps
         members: list[Slice] = []
         chan_of: list[np.ndarray] = []
         s_slots = slot_of[seg]
@@ -166,7 +186,7 @@ def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], lis
             value = graph.value(table.slot_value[sid])
             idx = atoms[sub] - int(table.slot_start[sid])
             members.append(Slice(str(value.param), table.slot_axis[sid], tuple(int(i) for i in idx)))
-            chan_of.append(channel_index[comp[sub]])
+            chan_of.append(rank[np.searchsorted(sorted_comps, comp[sub])])
         reduced = result.comp_reduced[seg_comps]
         notes = tuple(dict.fromkeys(result.reasons[r] for r in result.comp_reduce_reason[seg_comps[reduced]]))
         groups.append(Group(renumber[g], tuple(members), len(seg_comps), not bool(reduced.any()), notes,
@@ -181,14 +201,16 @@ def _pinned_params(graph: Graph, result: CouplingResult, atoms: np.ndarray, slot
     out: list[PinnedParam] = []
     pinned = result.comp_pinned[comp]
     table = result.atoms
-    for sid in np.unique(slot_of):
-        axis = table.slot_axis[int(sid)]
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(slot_of)) + 1])  # slot_of runs slot by slot
+    ends = np.concatenate([starts[1:], [len(slot_of)]])
+    for lo, hi in zip(starts.tolist(), ends.tolist()):
+        sid = int(slot_of[lo])
+        axis = table.slot_axis[sid]
         if axis > 1:
             continue
-        mask = slot_of == sid
-        if not pinned[mask].all() or table.slot_size[int(sid)] <= 1:
+        if not pinned[lo:hi].all() or table.slot_size[sid] <= 1:
             continue
-        rid = int(result.comp_pin_reason[comp[mask][0]])
+        rid = int(result.comp_pin_reason[comp[lo]])
         value = graph.value(table.slot_value[int(sid)])
         out.append(PinnedParam(str(value.param), axis, result.reasons[rid] if rid >= 0 else "pinned"))
     return out

@@ -18,11 +18,30 @@ class ModuleContext:
     """What a fixer may ask about its module's call in the pruned graph."""
 
     def __init__(self, graph: Graph, path: str, new_shapes: dict[str, tuple[int, ...]],
-                 ops_by_origin: dict[str, list[OpNode]]) -> None:
+                 ops_by_origin: dict[str, list[OpNode]], notes: list[str] | None = None) -> None:
         self.graph = graph
         self.path = path
         self._shapes = new_shapes
         self._ops = ops_by_origin.get(path, [])
+        self._ops_by_origin = ops_by_origin
+        self.notes = notes if notes is not None else []
+        """Messages for the prune report (what a fixer could not do, and why)."""
+
+    def subtree_ops(self) -> list[OpNode]:
+        """Ops run by this module or any of its submodules (every op for the root module)."""
+        if not self.path:
+            return list(self.graph.ops())
+        prefix = self.path + "."
+        return [op for origin, ops in self._ops_by_origin.items()
+                if origin == self.path or origin.startswith(prefix) for op in ops]
+
+    def shape(self, value: str) -> tuple[int, ...]:
+        """New shape of any value of the graph."""
+        return self._shapes[value]
+
+    def note(self, text: str) -> None:
+        """Add a message to the prune report."""
+        self.notes.append(text)
 
     def op(self, *keys: str) -> OpNode | None:
         """The first op of one of these kinds that ran directly in this module."""
@@ -42,6 +61,15 @@ class ModuleContext:
 
 Fixer = Callable[[nn.Module, ModuleContext], None]
 FIXERS: dict[type, Fixer] = {}
+MODEL_FIXERS: list[Fixer] = []
+"""Run once on the root module after the per-module fixers (e.g. a HuggingFace config update)."""
+
+
+def register_model_fixer(fn: Fixer) -> Fixer:
+    """Decorator: run `fn(root_module, ctx)` after every rewrite, once all module fixers ran."""
+    if fn not in MODEL_FIXERS:
+        MODEL_FIXERS.append(fn)
+    return fn
 
 
 def register_fixer(*classes: type) -> Callable[[Fixer], Fixer]:

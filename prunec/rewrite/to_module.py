@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from prunec.analysis.result import Analysis
-from prunec.rewrite.module_fixers import ModuleContext, fixer_for
+from prunec.rewrite.module_fixers import MODEL_FIXERS, ModuleContext, fixer_for
 from prunec.rewrite.slicing import get_state, set_state, slice_tensor
 
 
@@ -23,6 +23,8 @@ class ModuleRewrite:
     """Modules whose size attributes were updated."""
     unfixed: list[str] = field(default_factory=list)
     """Modules whose state changed but whose class has no fixer (its forward may use stale sizes)."""
+    notes: list[str] = field(default_factory=list)
+    """What fixers reported (sizes they could not update, configs that cannot represent the result)."""
 
 
 def rewrite_module(model: nn.Module, analysis: Analysis, keep: np.ndarray) -> ModuleRewrite:
@@ -46,8 +48,7 @@ def rewrite_module(model: nn.Module, analysis: Analysis, keep: np.ndarray) -> Mo
     shapes = analysis.new_shapes(keep)
     ops_by_origin: dict[str, list] = {}
     for op in analysis.graph.ops():
-        if op.origin is not None:
-            ops_by_origin.setdefault(op.origin, []).append(op)
+        ops_by_origin.setdefault(op.origin or "", []).append(op)  # no origin: run by the root module
     # modules without state whose ops change shape (LayerNorm without affine, Unflatten) need fixing too
     old_shapes = {v.name: v.shape for v in analysis.graph.values()}
     for path, ops in ops_by_origin.items():
@@ -63,6 +64,8 @@ def rewrite_module(model: nn.Module, analysis: Analysis, keep: np.ndarray) -> Mo
             if list(module.parameters(recurse=False)) or list(module.buffers(recurse=False)):
                 record.unfixed.append(path or type(module).__name__)
             continue
-        fixer(module, ModuleContext(analysis.graph, path, shapes, ops_by_origin))
+        fixer(module, ModuleContext(analysis.graph, path, shapes, ops_by_origin, record.notes))
         record.fixed.append(path)
+    for model_fixer in MODEL_FIXERS:
+        model_fixer(model, ModuleContext(analysis.graph, "", shapes, ops_by_origin, record.notes))
     return record

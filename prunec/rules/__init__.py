@@ -18,6 +18,7 @@ from prunec.rules.registry import RULES, RuleRegistry, op_rule
 
 from prunec.rules import torch_ops as _torch_ops  # noqa: E402,F401  (registers the ATen table)
 from prunec.rules import onnx_ops as _onnx_ops  # noqa: E402,F401  (registers the ONNX table)
+from prunec.rules import torch_attention as _torch_attention  # noqa: E402,F401  (attention rules, axis roles)
 
 __all__ = [
     "RULES", "ArrayMap", "Block", "ChannelMap", "Coupling", "Declined", "Digit", "Explicit", "Identity",

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from prunec.ir.slots import Digit, Slot
+from prunec.ir.slots import ArrayMap, Digit, Slot
 from prunec.rules.api import (
     Fact,
     OpView,
@@ -162,12 +162,84 @@ def factor_options(whole: Slot, parts: list[Slot], factors: tuple[int, ...],
     return options
 
 
+def common_factors(src: Sequence[int], dst: Sequence[int]) -> list[int] | None:
+    """The coarsest factors whose running products hit every axis boundary of `src` and `dst`
+    (row-major, outermost first), or None when there are none: (2, 32) and (8, 8) give
+    [2, 4, 8]; (6, 4) and (4, 6) give None (4 does not divide 6)."""
+    bounds = sorted(set(np.cumprod(src).tolist()) | set(np.cumprod(dst).tolist()))
+    factors, prev = [], 1
+    for b in bounds:
+        if b % prev:
+            return None
+        factors.append(b // prev)
+        prev = b
+    return factors
+
+
+def _axis_factors(sizes: Sequence[int], factors: Sequence[int]) -> list[list[int]]:
+    """For each axis of `sizes`, the indices of the common factors it is made of."""
+    out: list[list[int]] = []
+    k = 0
+    for size in sizes:
+        own, prod = [], 1
+        while prod < size:
+            prod *= factors[k]
+            own.append(k)
+            k += 1
+        out.append(own)
+    return out
+
+
+def _digit_of(factors: Sequence[int], own: Sequence[int], k: int) -> np.ndarray:
+    """Digit of common factor `k` for every index of an axis made of factors `own`."""
+    sizes = [factors[j] for j in own]
+    pos = list(own).index(k)
+    return Digit(tuple(sizes), pos).pairs(0, 0)[1]
+
+
+def _shared_digit_map(da: np.ndarray, db: np.ndarray) -> ArrayMap:
+    """Pairs linking every index of `a` and every index of `b` that share a digit value."""
+    rep_b = np.full(int(da.max(initial=0)) + 1, -1, dtype=np.int64)
+    rep_b[db[::-1]] = np.arange(len(db) - 1, -1, -1)
+    rep_a = np.full(int(db.max(initial=0)) + 1, -1, dtype=np.int64)
+    rep_a[da[::-1]] = np.arange(len(da) - 1, -1, -1)
+    ia = np.concatenate([np.arange(len(da)), rep_a[db]])
+    ib = np.concatenate([rep_b[da], np.arange(len(db))])
+    ok = (ia >= 0) & (ib >= 0)
+    return ArrayMap(ia[ok], ib[ok], label="same digit")
+
+
+def tangled_options(x: TensorView, y: TensorView, src: list[int], dst: list[int]
+                    ) -> tuple[list[list[Fact]], list[str]]:
+    """Options for a reshape chunk that splits and merges at once ((T, B, E) -> (T, B*H, D)): one per
+    common factor, coupling the input axis and the output axis that both hold that factor."""
+    ss, ds = [x.size(a) for a in src], [y.size(a) for a in dst]
+    factors = common_factors(ss, ds)
+    if factors is None:
+        return [], []
+    s_own, d_own = _axis_factors(ss, factors), _axis_factors(ds, factors)
+    options: list[list[Fact]] = []
+    labels: list[str] = []
+    for k, f in enumerate(factors):
+        if f == 1:
+            continue
+        si = next(i for i, own in enumerate(s_own) if k in own)
+        di = next(i for i, own in enumerate(d_own) if k in own)
+        da, db = _digit_of(factors, s_own[si], k), _digit_of(factors, d_own[di], k)
+        options.append([couple(x.axis(src[si]), y.axis(dst[di]), _shared_digit_map(da, db))])
+        labels.append(f"reshape {'x'.join(map(str, ss))} -> {'x'.join(map(str, ds))}: channels follow "
+                      f"common factor {k} (size {f})")
+    return options, labels
+
+
 def reshape_facts(x: TensorView, y: TensorView) -> list[Fact]:
     """Channel flow of any reshape (view, flatten, unflatten, squeeze, unsqueeze).
 
     Equal axes pass straight through. A split (768 -> 12 x 64) or merge (C, H, W -> C*H*W) offers
     one alternative per factor: the channels of the whole follow that factor (e.g. heads, or the
-    channel axis of a flatten); the other factors are pinned. Anything more tangled is pinned.
+    channel axis of a flatten); the other factors are pinned. A chunk that splits and merges at once
+    ((B, E) -> (B*H, D), as nn.MultiheadAttention does) offers one alternative per common factor of
+    both sides. Chunks without common factors are pinned.
     """
     facts: list[Fact] = []
     for src, dst in reshape_chunks(x.shape, y.shape):
@@ -183,6 +255,10 @@ def reshape_facts(x: TensorView, y: TensorView) -> list[Fact]:
             opts = factor_options(y.axis(dst[0]), [x.axis(s) for s in src], factors, False, "merge")
             facts.append(alternatives(opts, [f"merge {'x'.join(map(str, factors))} -> {y.size(dst[0])}:"
                                              f" channels follow factor {i}" for i in range(len(src))]))
+        else:
+            opts, labels = tangled_options(x, y, src, dst)
+            if opts:
+                facts.append(alternatives(opts, labels))
     return facts
 
 

@@ -21,6 +21,7 @@ from prunec.rules.families import (
     metadata_only,
     permute_facts,
     reduce_rule,
+    reshape_facts,
     reshape_rule,
     spatial,
 )
@@ -100,7 +101,8 @@ RULES.mark_view_like(
     "aten::contiguous", "aten::clone", "aten::detach", "aten::alias", "aten::to", "aten::_to_copy",
     "aten::type_as", "aten::lift_fresh_copy", "aten::movedim", "aten::swapaxes", "aten::swapdims",
     "aten::mT", "aten::mH", "aten::adjoint", "aten::_autocast_to_reduced_precision",
-    "aten::_autocast_to_full_precision", "aten::repeat", "aten::repeat_interleave",
+    "aten::_autocast_to_full_precision", "aten::repeat", "aten::repeat_interleave", "aten::reshape_as",
+    "aten::view_as",
 )
 
 # -- reshapes and permutations ----------------------------------------------------------------
@@ -109,6 +111,13 @@ RULES.mark_view_like(
 RULES.register(("aten::view", "aten::reshape", "aten::_unsafe_view", "aten::flatten", "aten::unflatten",
                 "aten::squeeze", "aten::squeeze_", "aten::unsqueeze", "aten::unsqueeze_", "aten::view_copy",
                 "aten::_reshape_alias"), reshape_rule)
+
+
+@op_rule("aten::reshape_as", "aten::view_as")
+def reshape_as(node: OpView) -> RuleResult:
+    """x.reshape_as(other): a reshape to `other`'s shape; `other` is read for its shape only."""
+    other = node.input(1)
+    return [*reshape_facts(node.input(0), node.output(0)), *(free(s) for s in other.slots())]
 
 
 @op_rule("aten::permute", "aten::permute_copy")
@@ -152,8 +161,17 @@ def matrix_transpose(node: OpView) -> RuleResult:
 
 @op_rule("aten::expand", "aten::expand_as", "aten::broadcast_to")
 def expand(node: OpView) -> RuleResult:
-    """Broadcast to a bigger shape: equal axes pass; expanded axes take the size argument (pinned)."""
-    return broadcast_facts(node.input(0), node.output(0))
+    """Broadcast to a bigger shape: equal axes pass; an axis expanded from size 1 holds copies of one
+    entry, so any of them may go (the size argument is resized): free. (GQA's repeat_kv expands a
+    new axis; nn.MultiheadAttention expands its padding mask over heads.)"""
+    x, y = node.input(0), node.output(0)
+    facts = broadcast_facts(x, y)
+    shift = y.rank - x.rank
+    for k in range(y.rank):
+        if k < shift or x.size(k - shift) == 1 and y.size(k) != 1:
+            facts.append(free(y.axis(k)))
+    facts += [free(s) for t in node.inputs[1:] for s in t.slots()]  # expand_as: `other` gives a shape
+    return facts
 
 
 @op_rule("aten::repeat")
