@@ -7,8 +7,8 @@ Trains `char_gpt` (2 layers, dim 64, 4 heads) on Python's standard-library sourc
 and 25% of every MLP's hidden units and of every layer's heads (the residual stream is left whole:
 `ignore=["tok"]` pins the embedding's output), with several criteria. Prints validation perplexity
 one-shot, after a short and after a longer fine-tuning budget (steps of batch 32 x 64 characters).
-The pruned model is the traced GraphModule (the class hard-codes its head count), specialised to the
-example batch shape, so every batch here has that shape.
+The pruned model comes back as a `CharGPT` (the attention fixers update its head count); every batch
+here has the example batch's shape all the same, so the figures compare like with like.
 """
 
 from __future__ import annotations
