@@ -141,11 +141,12 @@ def sweep(title: str, names: Sequence[str], script: str, argv: Sequence[str] | N
     ap.add_argument("--ratio", type=float, default=0.5)
     ap.add_argument("--timeout", type=int, default=900, help="seconds per model")
     ap.add_argument("--json", default="", help="also write the rows to this file")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per model (1: steady on a busy machine)")
     args = ap.parse_args(argv)
     chosen = [n for n in names if re.search(args.only, n)]
     rows: list[Row] = []
     for name in chosen:
-        rows.append(_run_isolated(script, name, args.ratio, args.timeout))
+        rows.append(_run_isolated(script, name, args.ratio, args.timeout, args.threads))
         r = rows[-1]
         print(f"{name}: {'ok' if r.ok else 'FAIL'} {r.output} {r.seconds:.1f}s {r.error}", file=sys.stderr,
               flush=True)
@@ -156,8 +157,8 @@ def sweep(title: str, names: Sequence[str], script: str, argv: Sequence[str] | N
     return rows
 
 
-def _run_isolated(script: str, name: str, ratio: float, timeout: int) -> Row:
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
+def _run_isolated(script: str, name: str, ratio: float, timeout: int, threads: int) -> Row:
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS=str(threads))
     start = time.perf_counter()
     try:
         proc = subprocess.run([sys.executable, script, "--one", name, "--ratio", str(ratio)],
@@ -180,7 +181,7 @@ def child_main(builders: Callable[[str], Builder]) -> bool:
     ratio = float(sys.argv[sys.argv.index("--ratio") + 1]) if "--ratio" in sys.argv else 0.5
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     row = run_one(name, builders(name), ratio)
     print(ROW_TAG + json.dumps(asdict(row)), flush=True)
     return True

@@ -116,7 +116,7 @@ metadata_only("aten::_assert_tensor_metadata", "aten::_assert_scalar", "aten::sy
 
 # pure re-arrangements: a view of a parameter still holds that parameter's zeros
 RULES.mark_view_like(
-    "aten::view", "aten::reshape", "aten::_unsafe_view", "aten::flatten", "aten::unflatten", "aten::permute",
+    "aten::view", "aten::view_as", "aten::reshape_as", "aten::reshape", "aten::_unsafe_view", "aten::flatten", "aten::unflatten", "aten::permute",
     "aten::transpose", "aten::t", "aten::squeeze", "aten::unsqueeze", "aten::expand", "aten::expand_as",
     "aten::contiguous", "aten::clone", "aten::detach", "aten::alias", "aten::to", "aten::_to_copy",
     "aten::type_as", "aten::lift_fresh_copy", "aten::movedim", "aten::swapaxes", "aten::swapdims",
@@ -271,8 +271,7 @@ def stack(node: OpView) -> RuleResult:
     return facts
 
 
-@op_rule("aten::split", "aten::split_with_sizes", "aten::unsafe_split", "aten::unsafe_split_with_sizes",
-         "aten::tensor_split")
+@op_rule("aten::split", "aten::split_with_sizes", "aten::unsafe_split", "aten::unsafe_split_with_sizes")
 def split(node: OpView) -> RuleResult:
     """Part j's channel c is channel offset_j + c of the input."""
     x = node.input(0)
@@ -305,6 +304,25 @@ def chunk(node: OpView) -> RuleResult:
             facts.append(couple(outs[0].axis(dim), y.axis(dim)))
     elif len(outs) > 1:
         facts.append(pin(x.axis(dim), "chunk with unequal parts cannot stay a chunk after pruning"))
+    return facts
+
+
+@op_rule("aten::tensor_split")
+def tensor_split(node: OpView) -> RuleResult:
+    """tensor_split(x, n): n near-equal parts, recomputed from the size at run time. Equal parts stay
+    equal only if every part loses the same positions (as for chunk); unequal parts or fixed split
+    indices would move after pruning, so that axis is kept whole."""
+    x = node.input(0)
+    dim = int(node.attr("dim", 0)) % x.rank  # type: ignore[arg-type]
+    sizes = {y.size(dim) for y in node.outputs}
+    if node.attr("sections") is not None and len(sizes) == 1:
+        return chunk(node)
+    facts: list[Fact] = [pin(x.axis(dim), "tensor_split into unequal parts or at fixed indices")]
+    start = 0
+    for y in node.outputs:
+        facts += [couple(y.axis(k), x.axis(k)) for k in range(x.rank) if k != dim]
+        facts.append(couple(y.axis(dim), x.axis(dim), Offset(start)))
+        start += y.size(dim)
     return facts
 
 

@@ -65,3 +65,18 @@ def tokens(n: int = 2, t: int = 5, c: int = 6) -> Callable[[], torch.Tensor]:
 def vectors(n: int = 3, c: int = 6) -> Callable[[], torch.Tensor]:
     """A random (batch, features) tensor."""
     return lambda: torch.randn(n, c)
+
+
+class Fork(nn.Module):
+    """y = b(fn(a1(x), a2(x), ...)): several producers meet in the op under test."""
+
+    def __init__(self, fn: Callable[..., Any], *branches: nn.Module, b: nn.Module) -> None:
+        super().__init__()
+        self._fn = fn
+        self._names = [f"a{i + 1}" for i in range(len(branches))]
+        for name, m in zip(self._names, branches):
+            self.add_module(name, m)
+        self.b = b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self._fn(*(getattr(self, n)(x) for n in self._names)))

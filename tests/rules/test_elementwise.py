@@ -11,7 +11,7 @@ from torch import nn
 from prunec.rules import RULES
 from prunec.rules.families import broadcasting_rule, same_shape_rule, singular_rule
 from tests.rules.harness import Case, make_tests
-from tests.rules.models import Fn, conv_sandwich, image
+from tests.rules.models import Fn, Fork, conv_sandwich, image
 
 aten = torch.ops.aten
 
@@ -103,17 +103,7 @@ UNARY_CASES = [
 
 def _fork(fn: Callable[..., torch.Tensor], *extra: nn.Module) -> nn.Module:
     """Two (or more) conv branches of one input meet in fn, then a conv reads the result."""
-    class Fork(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a1, self.a2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(3, 8, 1)
-            self.extra = nn.ModuleList(extra)
-            self.b = nn.Conv2d(8, 5, 1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            more = [m(x) for m in self.extra]
-            return self.b(fn(self.a1(x), self.a2(x), *more))
-    return Fork()
+    return Fork(fn, nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(3, 8, 1), *extra, b=nn.Conv2d(8, 5, 1))
 
 
 def _inplace_bool(a: torch.Tensor, b: torch.Tensor, method: str) -> torch.Tensor:
