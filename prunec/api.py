@@ -325,6 +325,7 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
                          "values to score and slice channels. Load real weights first, or use "
                          "prunec.analyze(model, inputs) for the shape-only analysis.")
     params_before = count_params(model)
+    ignore = _resolve_ignore(model, ignore)  # module objects name the user's model, not the copy
     working = model if inplace else copy.deepcopy(model)
     analysis = analyze(working, inputs, ignore=ignore, strict=strict, rules=rules, attention=attention)
     analysis = _restrict(analysis, kinds_t, zero_invariant_only)
