@@ -75,7 +75,8 @@ def _ignore_pins(graph: Any, table_atoms: Callable[[str], list[np.ndarray]], pat
 
 
 def analyze(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ignore: Iterable[str | nn.Module] = (),
-            strict: bool = False, rules: RuleRegistry | None = None, attention: str = "heads") -> Analysis:
+            strict: bool = False, rules: RuleRegistry | None = None, attention: str = "heads",
+            tracer: str = "auto") -> Analysis:
     """Trace `model` and find its zero-invariant groups of coupled parameter slices.
 
     Args:
@@ -88,6 +89,8 @@ def analyze(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ignor
         rules: a rule registry (default: the global one with the built-in ATen rules).
         attention: 'heads' (groups of whole attention heads) or 'head_dim' (groups of dimensions
             inside every head), where a reshape allows either.
+        tracer: how a torch model is traced: 'auto' (record one eager forward, falling back to
+            torch.export when the recording is not faithful), 'record' or 'export'.
 
     Returns:
         An Analysis: `.groups` (each with `.members` as Slice(param, dim, indices) and `.kind`),
@@ -104,7 +107,7 @@ def analyze(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ignor
     check_attention(attention)
     inputs = ExampleInputs.from_user(example_inputs)
     paths = _resolve_ignore(model, ignore)
-    traced = trace(model, inputs)
+    traced = trace(model, inputs, tracer=tracer)
     graph = traced.graph
     from prunec.analysis.atoms import AtomTable
 

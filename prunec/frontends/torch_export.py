@@ -30,6 +30,7 @@ class TracedTorch:
 
     graph: Graph
     exported: torch.export.ExportedProgram
+    """The traced program: an ExportedProgram, or a RecordedProgram (same `.module()` contract)."""
     inputs: ExampleInputs
     fx_to_value: dict[str, str] = field(default_factory=dict)
     """fx node name -> IR value name (tied placeholders share one value)."""
@@ -96,18 +97,87 @@ def _export(model: torch.nn.Module, inputs: ExampleInputs) -> torch.export.Expor
         return torch.export.export(model, tuple(inputs.args), dict(inputs.kwargs), strict=False)
 
 
-def trace(model: torch.nn.Module, inputs: ExampleInputs) -> TracedTorch:
-    """Trace `model` on `inputs` into the IR; raise TraceError/InputError with the cause."""
+TRACERS = ("auto", "record", "export")
+
+
+def trace(model: torch.nn.Module, inputs: ExampleInputs, *, tracer: str = "auto") -> TracedTorch:
+    """Trace `model` on `inputs` into the IR; raise TraceError/InputError with the cause.
+
+    `tracer`: 'record' records one eager forward at the pre-dispatch level (fast, see
+    torch_record.py); 'export' runs torch.export; 'auto' records and falls back to torch.export
+    when the recording is not faithful.
+    """
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if not inputs.tensors():
         raise InputError("example_inputs hold no tensor; pass at least one input tensor")
+    if tracer not in TRACERS:
+        raise InputError(f"tracer={tracer!r}; use one of {', '.join(TRACERS)}")
+    if tracer != "export":
+        with eval_mode(model):
+            try:
+                return _trace_recorded(model, inputs)
+            except Exception as exc:  # noqa: BLE001 - any failure of the fast path falls back to export
+                if tracer == "record":
+                    raise TraceError(f"recording {type(model).__name__} failed: {type(exc).__name__}: {exc}. "
+                                     "Use tracer='export'.") from exc
     with eval_mode(model), record_autograd_calls() as calls:
         try:
             ep = _export(model, inputs)
         except Exception as exc:  # noqa: BLE001 - any failure of export is reported with its cause
             _raise_trace_error(model, inputs, exc)
     return _build(model, ep, inputs, calls)
+
+
+def _trace_recorded(model: torch.nn.Module, inputs: ExampleInputs) -> TracedTorch:
+    from prunec.frontends.torch_record import NotRecordable, record, replays_exactly
+
+    program, eager_out = record(model, inputs)
+    if not replays_exactly(program, inputs, eager_out):
+        raise NotRecordable("the recorded program does not reproduce the eager outputs")
+    graph = Graph()
+    traced = TracedTorch(graph=graph, exported=program, inputs=inputs)  # type: ignore[arg-type]
+    by_id: dict[int, list[str]] = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        by_id.setdefault(id(t), []).append(name)
+    # values in torch.export's order (parameters, buffers, constants, then inputs), so atoms, group
+    # ids and member order do not depend on the tracer
+    order = {id(t): i for i, (_, t) in enumerate([*model.named_parameters(), *model.named_buffers()])}
+    attrs = [n for n in program.graph.nodes if n.op == "get_attr"]
+    attrs.sort(key=lambda n: order.get(id(program._attrs[n.target]), len(order)))
+    for node in attrs:
+        _add_attr(node, program, graph, traced, by_id)
+    for node in program.graph.nodes:
+        if node.op == "placeholder":
+            val = node.meta.get("val")
+            if _is_tensor(val):
+                graph.add_value(Value(node.name, _shape(val), str(val.dtype), ValueKind.INPUT))
+                graph.graph_inputs.append(node.name)
+                traced.fx_to_value[node.name] = node.name
+        elif node.op == "call_function":
+            _add_call(node, graph, traced)
+        elif node.op == "output":
+            for leaf in torch.utils._pytree.tree_leaves(node.args[0]):
+                if isinstance(leaf, torch.fx.Node) and leaf.name in traced.fx_to_value:
+                    graph.graph_outputs.append(traced.fx_to_value[leaf.name])
+    graph.lint()
+    return traced
+
+
+def _add_attr(node: torch.fx.Node, program: Any, graph: Graph, traced: TracedTorch,
+              by_id: dict[int, list[str]]) -> None:
+    """A recorded get_attr: a parameter or persistent buffer (by state_dict name), else a constant."""
+    tensor = program._attrs[node.target]
+    val = node.meta["val"]
+    names = by_id.get(id(tensor))
+    if names is None:
+        kind, param, aliases = ValueKind.CONSTANT, None, ()
+    else:
+        kind = ValueKind.PARAM if isinstance(tensor, torch.nn.Parameter) else ValueKind.BUFFER
+        param, aliases = names[0], tuple(names[1:])
+        traced.state_aliases[param] = (param, *aliases)
+    graph.add_value(Value(node.name, _shape(val), str(val.dtype), kind, param=param, aliases=aliases))
+    traced.fx_to_value[node.name] = node.name
 
 
 def _raise_trace_error(model: torch.nn.Module, inputs: ExampleInputs, exc: Exception) -> None:

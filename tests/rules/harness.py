@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,8 @@ class Case:
     zero_invariant: bool | None = True
     """Expected zero-invariance of the coupled group (None: not asserted)."""
     tol: float = 1e-4
-    notes: tuple[str, ...] = field(default=())
+    tracer: str = "auto"
+    """How random removals trace the case ('export' exercises the torch.export frontend's ops)."""
 
     def __str__(self) -> str:
         return self.name
@@ -60,7 +61,7 @@ def analysed(case: Case) -> tuple[nn.Module, ExampleInputs, prunec.Analysis]:
         model = case.build().eval()
         _randomize_norm_stats(model)
         inputs = ExampleInputs.from_user(case.inputs())
-        _CACHE[case.name] = (model, inputs, prunec.analyze(model, inputs))
+        _CACHE[case.name] = (model, inputs, prunec.analyze(model, inputs, tracer=case.tracer))
     return _CACHE[case.name]
 
 

@@ -175,7 +175,13 @@ BROADCAST_CASES = [
          image(), (("a.weight", 0), ("b.weight", 1)), ("aten::expand_as", "aten::div"), zero_invariant=False),
 ]
 
-CASES = UNARY_CASES + NARY_CASES + BROADCAST_CASES
+EXPORT_CASES = [
+    # torch.export wraps casts in _assert_tensor_metadata checks (read-only: the channels still flow)
+    Case("cast_traced_by_export", lambda: conv_sandwich(Fn(lambda m, h: h.double().float())), image(),
+         (("a.weight", 0), ("b.weight", 1)), ("aten::_assert_tensor_metadata", "aten::to"), tracer="export"),
+]
+
+CASES = UNARY_CASES + NARY_CASES + BROADCAST_CASES + EXPORT_CASES
 test_random_removal_keeps_contract, test_prune_half_keeps_contract = make_tests(CASES, examples=3)
 
 
