@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import difflib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import gc
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +42,9 @@ def _load_builtins() -> None:
 
 
 def _resolve_ignore(model: nn.Module, ignore: Iterable[str | nn.Module], arg: str = "ignore") -> list[str]:
+    ignore = list(ignore)
+    if not ignore:
+        return []
     names = {id(m): n for n, m in model.named_modules()}
     all_names = [n for n, _ in model.named_modules() if n]
     paths: list[str] = []
@@ -107,6 +112,26 @@ def analyze(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ignor
     check_attention(attention)
     inputs = ExampleInputs.from_user(example_inputs)
     paths = _resolve_ignore(model, ignore)
+    with _gc_paused():
+        return _analyze_torch(model, inputs, paths, strict, rules, tracer, attention)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Python's cycle collector rescans every live object as tracing allocates tens of thousands of
+    nodes, which makes analysis time grow faster than the graph; nothing here forms garbage cycles
+    worth collecting mid-analysis, so collection waits until it is done."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _analyze_torch(model: nn.Module, inputs: ExampleInputs, paths: list[str], strict: bool,
+                   rules: RuleRegistry | None, tracer: str, attention: str) -> Analysis:
     traced = trace(model, inputs, tracer=tracer)
     graph = traced.graph
     from prunec.analysis.atoms import AtomTable

@@ -3,26 +3,28 @@
 torch.export runs the model on fake tensors through several tracing layers (a few milliseconds per
 op). This frontend runs the model once, eagerly, under a dispatch mode on the PreDispatch key. That
 key sees the ops torch.export keeps (aten::linear, aten::conv2d, aten::batch_norm: composite ops not
-yet decomposed) with real tensors, at tens of microseconds per op. The calls are written as an fx
-graph in the form of `ExportedProgram.module()`: user inputs are placeholders, parameters and
-buffers get_attr nodes named by their state_dict key, one call_function node per op (named as
-torch.export names them). The IR is built from that graph with the export frontend's builder.
+yet decomposed) with real tensors, for tens of microseconds per op. Each call is kept as a small
+record (the op, its arguments with tensors replaced by references, its node name); the IR is built
+from the records, and the fx graph in the form of `ExportedProgram.module()` (user inputs as
+placeholders, parameters and buffers as get_attr nodes named by their state_dict key, one
+call_function node per op, named as torch.export names them) only when someone asks for it.
 
 It relies on private torch hooks (a SchemaCheckMode subclass, the only user-visible mode class the
 PreDispatch mode stack accepts, and the Python dispatcher). Whenever they are missing, or the model
-does something the recording does not describe (user autograd.Functions, `out=` calls), `record`
-raises `NotRecordable`, and the caller falls back to torch.export. Every recording is replayed once
-on the example inputs and must reproduce the eager outputs (random ops that matter fail this).
+does something a recording does not describe (tensor data steering Python, in-place writes into
+parameters or inputs, user autograd.Functions, autocast, `out=` calls), `record` raises
+`NotRecordable` and the caller falls back to torch.export. Recordings that saw random ops or tensors
+made outside any recorded op are replayed once and must reproduce the eager outputs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import inspect
 import operator
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -41,12 +43,66 @@ class NotRecordable(Exception):
     """The model cannot be recorded faithfully; trace it with torch.export instead."""
 
 
-class RecordedProgram:
-    """A recorded forward: an fx graph over the model's own tensors (ExportedProgram.module()'s role)."""
+@dataclass(frozen=True)
+class Ref:
+    """A tensor in a recorded call's arguments: the value it is (by number)."""
 
-    def __init__(self, graph: torch.fx.Graph, attrs: dict[str, torch.Tensor]) -> None:
-        self.graph = graph
-        self._attrs = attrs
+    id: int
+
+
+@dataclass
+class Call:
+    """One recorded op: target, arguments (tensors as Refs), node name, output refs by position."""
+
+    target: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    name: str
+    outs: list[int | None]
+    """Ref of each tensor output (one entry for a single tensor, one per element of a sequence)."""
+    sequence: bool
+    """Whether the op returned a list/tuple (its elements get getitem nodes)."""
+    modules: tuple[tuple[str, str], ...]
+    """(path, class) of every model submodule running, outermost first."""
+    other: Any = None
+    """The non-tensor result, when the op returned one."""
+
+
+@dataclass
+class Recording:
+    """Everything one recorded forward produced."""
+
+    calls: list[Call] = field(default_factory=list)
+    names: dict[int, str] = field(default_factory=dict)
+    """Ref -> the name of the value (placeholder, get_attr or op node name)."""
+    meta: dict[int, tuple[tuple[int, ...], torch.dtype]] = field(default_factory=dict)
+    inputs: list[tuple[str, int | None, Any]] = field(default_factory=list)
+    """Placeholders: (name, ref or None for a non-tensor leaf, example value)."""
+    attrs: dict[int, tuple[str, torch.Tensor]] = field(default_factory=dict)
+    """Ref -> (attribute target, tensor) for parameters, buffers and constants, in first-use order."""
+    outputs: list[Any] = field(default_factory=list)
+    """Output leaves: Ref or a plain value."""
+    arg_names: list[str] = field(default_factory=list)
+    in_spec: Any = None
+    out_spec: Any = None
+    suspicious: list[str] = field(default_factory=list)
+    """What only a replay can vouch for (random ops, tensors made outside the record)."""
+
+
+class RecordedProgram:
+    """A recorded forward: plays ExportedProgram's role (`module()`, `graph`) for the rest of prunec."""
+
+    def __init__(self, recording: Recording) -> None:
+        self.recording = recording
+        self._attrs = {target: t for target, t in recording.attrs.values()}
+        self._graph: torch.fx.Graph | None = None
+
+    @property
+    def graph(self) -> torch.fx.Graph:
+        """The fx graph of the recording (built on first use)."""
+        if self._graph is None:
+            self._graph = _fx_graph(self.recording)
+        return self._graph
 
     def module(self) -> torch.fx.GraphModule:
         """A fresh runnable GraphModule (its graph and attribute tree are its own; tensors are shared)."""
@@ -62,66 +118,149 @@ class RecordedProgram:
                 owner.register_parameter(leaf, t)
             else:
                 owner.register_buffer(leaf, t)
-        return torch.fx.GraphModule(root, copy.deepcopy(self.graph))
+        graph = torch.fx.Graph()
+        out = graph.graph_copy(self.graph, {}, return_output_node=True)
+        graph.output(out[0] if isinstance(out, tuple) else out)  # type: ignore[index]
+        graph._codegen = self.graph._codegen
+        return torch.fx.GraphModule(root, graph)
 
 
-def _meta(v: Any) -> Any:
-    """Shape and dtype of a value without its data (what torch.export keeps as node.meta['val'])."""
-    if isinstance(v, torch.Tensor):
-        return torch.empty(v.shape, dtype=v.dtype, device="meta")
-    if isinstance(v, (list, tuple)):
-        return type(v)(_meta(x) for x in v)
-    return v
+def _fx_graph(rec: Recording) -> torch.fx.Graph:
+    """The recording as an fx graph whose node names are the IR's names."""
+    from torch.fx.graph import _PyTreeCodeGen, _PyTreeInfo
+
+    graph = torch.fx.Graph()
+    node: dict[int, torch.fx.Node] = {}
+
+    def meta_of(ref: int) -> torch.Tensor:
+        shape, dtype = rec.meta[ref]
+        return torch.empty(shape, dtype=dtype, device="meta")
+
+    def arg(a: Any) -> Any:
+        if isinstance(a, Ref):
+            return node[a.id]
+        if isinstance(a, (list, tuple)):
+            return type(a)(arg(x) for x in a)
+        return a
+
+    for name, ref, example in rec.inputs:
+        n = graph.placeholder(name)
+        n.meta["val"] = meta_of(ref) if ref is not None else example
+        if ref is not None:
+            node[ref] = n
+    for ref, (target, _) in rec.attrs.items():
+        n = graph.create_node("get_attr", target, name=rec.names[ref])
+        n.meta["val"] = meta_of(ref)
+        node[ref] = n
+    for call in rec.calls:
+        n = graph.create_node("call_function", call.target, tuple(arg(a) for a in call.args),
+                              {k: arg(v) for k, v in call.kwargs.items()}, name=call.name)
+        stack = {path: (path, cls) for path, cls in call.modules}
+        n.meta["nn_module_stack"] = stack
+        if not call.sequence:
+            n.meta["val"] = meta_of(call.outs[0]) if call.outs and call.outs[0] is not None else call.other
+            if call.outs and call.outs[0] is not None:
+                node[call.outs[0]] = n
+            continue
+        n.meta["val"] = tuple(meta_of(r) if r is not None else None for r in call.outs)
+        for i, r in enumerate(call.outs):
+            if r is None:
+                continue
+            item = graph.create_node("call_function", operator.getitem, (n, i), name=rec.names[r])
+            item.meta["val"], item.meta["nn_module_stack"] = meta_of(r), stack
+            node[r] = item
+    graph.output([arg(o) for o in rec.outputs])
+    graph._codegen = _PyTreeCodeGen(_PyTreeInfo(rec.arg_names, rec.in_spec, rec.out_spec))
+    return graph
 
 
 class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
-    """Dispatch mode on the PreDispatch key: run each op, then write it as an fx node."""
+    """Dispatch mode on the PreDispatch key: run each op, then keep it as a Call."""
 
-    def __init__(self, graph: torch.fx.Graph, node_of: Any, attr_node: Any, modules: list[tuple[str, str]]) -> None:
+    def __init__(self, rec: Recording, ref_of: Any, attr_ref: Any, modules: list[tuple[str, str]]) -> None:
         super().__init__()
         self._dispatch_key = torch._C.DispatchKey.PreDispatch
-        self.graph = graph
-        self.node_of = node_of
-        self.attr_node = attr_node
+        self.rec = rec
+        self.ref_of = ref_of
+        self.attr_ref = attr_ref
         self.modules = modules
+        self.namespace = torch.fx.graph._Namespace()
+        for name, _, _ in rec.inputs:
+            self.namespace.create_name(name, None)
+        self._to_str = torch.fx.Graph()._target_to_str
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         if "out" in kwargs:
             raise NotRecordable(f"{func} writes into an out= tensor")
+        if func._schema.is_mutable:
+            self._refuse_state_writes(func, args, kwargs)
+        if _autocast_on():
+            raise NotRecordable("autocast changes dtypes below the recorded level")
         out = func(*args, **kwargs)
         if isinstance(out, (bool, int, float, complex)):
             # a tensor's value steered Python (if x.sum() > 0, x.item()): torch.export refuses such
             # models, and a recording would silently keep only the branch this input took
             raise NotRecordable(f"{func} turns tensor data into a Python value")
-
-        def to_node(a: Any) -> Any:
-            if isinstance(a, torch.Tensor):
-                node = self.node_of.get(a)
-                return node if node is not None else self.attr_node(a)
-            return a
-        fx_args, fx_kwargs = pytree.tree_map(to_node, (args, kwargs))
-        name = self.graph._target_to_str(func.overloadpacket.__name__)
-        node = self.graph.create_node("call_function", func, tuple(fx_args), dict(fx_kwargs), name=name)
-        node.meta["val"] = _meta(out)
-        stack = {path: (path, cls) for path, cls in self.modules}
-        node.meta["nn_module_stack"] = stack
+        if torch.Tag.nondeterministic_seeded in func.tags:
+            self.rec.suspicious.append(str(func))
+        call_args = tuple(self._ref(a) for a in args)
+        call_kwargs = {k: self._ref(v) for k, v in kwargs.items()}
+        name = self.namespace.create_name(self._to_str(func.overloadpacket.__name__), None)
+        modules = tuple(self.modules)
         if isinstance(out, torch.Tensor):
-            self.node_of[out] = node
+            call = Call(func, call_args, call_kwargs, name, [self._new_ref(out, name)], False, modules)
         elif isinstance(out, (list, tuple)):
-            for i, o in enumerate(out):
-                if isinstance(o, torch.Tensor):
-                    item = self.graph.create_node("call_function", operator.getitem, (node, i),
-                                                  name=self.graph._target_to_str("getitem"))
-                    item.meta["val"], item.meta["nn_module_stack"] = _meta(o), stack
-                    self.node_of[o] = item
+            outs = [self._new_ref(o, self.namespace.create_name("getitem", None))
+                    if isinstance(o, torch.Tensor) else None for o in out]
+            call = Call(func, call_args, call_kwargs, name, outs, True, modules)
+        else:
+            call = Call(func, call_args, call_kwargs, name, [], False, modules, other=out)
+        self.rec.calls.append(call)
         return out
+
+    def _new_ref(self, t: torch.Tensor, name: str) -> int:
+        ref = len(self.rec.meta)
+        self.rec.meta[ref] = (tuple(t.shape), t.dtype)
+        self.rec.names[ref] = name
+        self.ref_of[t] = ref
+        return ref
+
+    def _ref(self, a: Any) -> Any:
+        """An op argument with every tensor replaced by its Ref (ATen arguments nest at most as
+        lists of tensors)."""
+        if isinstance(a, torch.Tensor):
+            ref = self.ref_of.get(a)
+            return Ref(ref if ref is not None else self.attr_ref(a))
+        if isinstance(a, (list, tuple)):
+            return type(a)(self._ref(x) for x in a)
+        return a
+
+    def _refuse_state_writes(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """An in-place write into a parameter, buffer or model input would change the user's
+        tensors (torch.export traces on fakes and never does): refuse before the op runs."""
+        given = dict(zip((a.name for a in func._schema.arguments), args)) | kwargs
+        for a in func._schema.arguments:
+            t = given.get(a.name)
+            if a.alias_info is None or not a.alias_info.is_write or not isinstance(t, torch.Tensor):
+                continue
+            ref = self.ref_of.get(t)
+            if ref is None or ref in self.rec.attrs or any(r == ref for _, r, _ in self.rec.inputs):
+                raise NotRecordable(f"{func} writes into a model input or state tensor")
+
+
+def _autocast_on() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
+    except TypeError:  # torch < 2.4 takes no device type
+        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
 
 
 @contextlib.contextmanager
 def _module_stack(model: torch.nn.Module) -> Iterator[list[tuple[str, str]]]:
     """The (path, class) of every model submodule whose forward is running, outermost first."""
     paths = {id(m): name for name, m in model.named_modules() if name}
+    classes: dict[type, str] = {}
     stack: list[tuple[str, str]] = []
     pushed: list[bool] = []
 
@@ -130,7 +269,9 @@ def _module_stack(model: torch.nn.Module) -> Iterator[list[tuple[str, str]]]:
         pushed.append(path is not None)
         if path is not None:
             cls = type(module)
-            stack.append((path, f"{cls.__module__}.{cls.__qualname__}"))
+            if cls not in classes:
+                classes[cls] = f"{cls.__module__}.{cls.__qualname__}"
+            stack.append((path, classes[cls]))
 
     def post(module: torch.nn.Module, args: Any, out: Any) -> None:
         if pushed and pushed.pop():
@@ -193,47 +334,46 @@ def _input_names(model: torch.nn.Module, inputs: ExampleInputs) -> list[str]:
 def record(model: torch.nn.Module, inputs: ExampleInputs) -> tuple[RecordedProgram, Any]:
     """Run `model` once on `inputs`, recording its ATen ops; returns the program and the outputs.
 
-    Raises NotRecordable when the recording could not reproduce the model (the caller then uses
+    Raises NotRecordable when the recording could not describe the model (the caller then uses
     torch.export). The model must already be in the mode it should be traced in.
     """
     if _PreDispatchMode is None:
         raise NotRecordable("this torch has no pre-dispatch mode hook")
     from torch._dispatch.python import enable_python_dispatcher
-    from torch.fx.graph import _PyTreeCodeGen, _PyTreeInfo
     from torch.utils.weak import WeakIdKeyDictionary
 
-    graph = torch.fx.Graph()
-    node_of: Any = WeakIdKeyDictionary()
-    attrs: dict[str, torch.Tensor] = {}
+    rec = Recording(arg_names=_input_names(model, inputs))
+    ref_of: Any = WeakIdKeyDictionary()
     state = {id(t): n for n, t in model.named_parameters(remove_duplicate=True)}
     state.update({id(t): n for n, t in model.named_buffers(remove_duplicate=True)})
 
-    names = _input_names(model, inputs)
-    leaves, in_spec = pytree.tree_flatten((tuple(inputs.args), dict(inputs.kwargs)))
+    leaves, rec.in_spec = pytree.tree_flatten((tuple(inputs.args), dict(inputs.kwargs)))
     top = list(inputs.args) + list(inputs.kwargs.values())
-    for name, arg in zip(names, top):
+    for name, arg in zip(rec.arg_names, top):
         arg_leaves = pytree.tree_leaves(arg)
         for k, leaf in enumerate(arg_leaves):
-            node = graph.placeholder(name if len(arg_leaves) == 1 else f"{name}_{k}")
-            node.meta["val"] = _meta(leaf)
+            pname = name if len(arg_leaves) == 1 else f"{name}_{k}"
+            ref = None
             if isinstance(leaf, torch.Tensor):
-                node_of[leaf] = node
-    if sum(len(pytree.tree_leaves(a)) for a in top) != len(leaves):
+                ref = len(rec.meta)
+                rec.meta[ref], rec.names[ref] = (tuple(leaf.shape), leaf.dtype), pname
+                ref_of[leaf] = ref
+            rec.inputs.append((pname, ref, leaf))
+    if len(rec.inputs) != len(leaves):
         raise NotRecordable("inputs hold containers whose leaves cannot be named")
 
-    def attr_node(t: torch.Tensor) -> torch.fx.Node:
+    def attr_ref(t: torch.Tensor) -> int:
         target = state.get(id(t))
-        if target is None:  # a tensor the model holds outside its state, or created off the record
-            target = f"_prunec_constant{len(attrs)}"
-            name = f"c_lifted_tensor_{len(attrs)}"
+        ref = len(rec.meta)
+        if target is None:  # a tensor the model holds outside its state, or made off the record
+            target, name = f"_prunec_constant{len(rec.attrs)}", f"c_lifted_tensor_{len(rec.attrs)}"
+            rec.suspicious.append(name)
         else:  # torch.export's placeholder names: p_conv1_weight, b_bn1_running_mean
-            prefix = "p_" if isinstance(t, torch.nn.Parameter) else "b_"
-            name = prefix + target.replace(".", "_").lower()
-        attrs[target] = t
-        node = graph.create_node("get_attr", target, name=name)
-        node.meta["val"] = _meta(t)
-        node_of[t] = node
-        return node
+            name = ("p_" if isinstance(t, torch.nn.Parameter) else "b_") + target.replace(".", "_").lower()
+        rec.meta[ref], rec.names[ref] = (tuple(t.shape), t.dtype), name
+        rec.attrs[ref] = (target, t)
+        ref_of[t] = ref
+        return ref
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(warnings.catch_warnings())
@@ -243,20 +383,54 @@ def record(model: torch.nn.Module, inputs: ExampleInputs) -> tuple[RecordedProgr
         stack.enter_context(_refuse_user_autograd_functions())
         modules = stack.enter_context(_module_stack(model))
         stack.enter_context(enable_python_dispatcher())
-        stack.enter_context(_Recorder(graph, node_of, attr_node, modules))
+        recorder = _Recorder(rec, ref_of, attr_ref, modules)
+        stack.enter_context(recorder)
         out = inputs.call(model)
 
-    out_leaves, out_spec = pytree.tree_flatten(out)
-    results = []
-    for leaf in out_leaves:
-        if isinstance(leaf, torch.Tensor):
-            node = node_of.get(leaf)
-            results.append(node if node is not None else attr_node(leaf))
-        else:
-            results.append(leaf)
-    graph.output(results)
-    graph._codegen = _PyTreeCodeGen(_PyTreeInfo(names, in_spec, out_spec))
-    return RecordedProgram(graph, attrs), out
+    out_leaves, rec.out_spec = pytree.tree_flatten(out)
+    rec.outputs = [recorder._ref(leaf) for leaf in out_leaves]
+    return RecordedProgram(rec), out
+
+
+def replay(program: RecordedProgram, inputs: ExampleInputs) -> Any:
+    """Run the recorded calls again (no code generation), freeing values after their last use."""
+    rec = program.recording
+    last: dict[int, int] = {}
+    for i, call in enumerate(rec.calls):
+        for r in _refs((call.args, call.kwargs)):
+            last[r] = i
+    env: dict[int, Any] = {ref: t for ref, (_, t) in rec.attrs.items()}
+    leaves = pytree.tree_leaves((tuple(inputs.args), dict(inputs.kwargs)))
+    env.update({ref: leaf for (_, ref, _), leaf in zip(rec.inputs, leaves) if ref is not None})
+    keep = {r for r in _refs(rec.outputs)}
+
+    def value(a: Any) -> Any:
+        if isinstance(a, Ref):
+            return env[a.id]
+        if isinstance(a, (list, tuple)):
+            return type(a)(value(x) for x in a)
+        return a
+    for i, call in enumerate(rec.calls):
+        out = call.target(*(value(a) for a in call.args), **{k: value(v) for k, v in call.kwargs.items()})
+        outs = out if call.sequence else [out]
+        for r, o in zip(call.outs, outs):
+            if r is not None:
+                env[r] = o
+        for r in _refs((call.args, call.kwargs)):
+            if last.get(r) == i and r not in keep and r not in rec.attrs:
+                env.pop(r, None)
+    return pytree.tree_unflatten([value(o) for o in rec.outputs], rec.out_spec)
+
+
+def _refs(tree: Any) -> Iterator[int]:
+    if isinstance(tree, Ref):
+        yield tree.id
+    elif isinstance(tree, (list, tuple)):
+        for x in tree:
+            yield from _refs(x)
+    elif isinstance(tree, dict):
+        for x in tree.values():
+            yield from _refs(x)
 
 
 def replays_exactly(program: RecordedProgram, inputs: ExampleInputs, expected: Any) -> bool:
@@ -265,7 +439,7 @@ def replays_exactly(program: RecordedProgram, inputs: ExampleInputs, expected: A
         return True  # nothing to compare on the meta device; the ops were recorded as dispatched
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        got = inputs.call(program.module())
+        got = replay(program, inputs)
     a, spec_a = pytree.tree_flatten(got)
     b, spec_b = pytree.tree_flatten(expected)
     if spec_a != spec_b:
