@@ -59,15 +59,16 @@ def analysed(case: Case) -> tuple[nn.Module, ExampleInputs, prunec.Analysis]:
     if case.name not in _CACHE:
         torch.manual_seed(0)
         model = case.build().eval()
-        _randomize_norm_stats(model)
+        randomize_norm_stats(model)
         inputs = ExampleInputs.from_user(case.inputs())
         _CACHE[case.name] = (model, inputs, prunec.analyze(model, inputs, tracer=case.tracer))
     return _CACHE[case.name]
 
 
-def _randomize_norm_stats(model: nn.Module) -> None:
-    """Give BN running stats and norm affines non-trivial values, so they matter in the check."""
-    gen = torch.Generator().manual_seed(1)
+def randomize_norm_stats(model: nn.Module, seed: int = 1) -> None:
+    """Give BN running stats and norm affines non-trivial values, so they matter in the check
+    (default ones and zeros would hide a running mean sliced at the wrong indices)."""
+    gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._NormBase) and m.running_mean is not None:
