@@ -7,7 +7,7 @@ import torch
 
 @torch.library.custom_op("prunec_test::twice", mutates_args=())
 def twice(x: torch.Tensor) -> torch.Tensor:
-    """y = 2x: channel-preserving, but prunec cannot know that without a rule."""
+    """Y = 2x: channel-preserving, but prunec cannot know that without a rule."""
     return x * 2
 
 

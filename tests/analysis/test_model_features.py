@@ -1,5 +1,7 @@
-"""Model features the analysis must handle: parameters used directly in forward, shared modules,
-in-place ops, functional calls and tied weights."""
+"""Model features the analysis must handle.
+
+Parameters used directly in forward, shared modules, in-place ops, functional calls, tied weights.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ class TinyViT(nn.Module):
         self.gamma = nn.Parameter(torch.rand(dim) + 0.5)
         self.head = nn.Linear(dim, 3)
 
-    def forward(self, x):  # noqa: ANN001, ANN201
+    def forward(self, x):
         t = self.patch(x).flatten(2).transpose(1, 2)
         t = torch.cat([self.cls_token.expand(t.shape[0], -1, -1), t], dim=1) + self.pos_embed
         t = t + self.gamma * self.fc2(F.gelu(self.fc1(t)))
@@ -43,11 +45,23 @@ def test_class_token_position_embedding_and_layer_scale_join_the_residual_group(
     x = torch.randn(2, 3, 8, 8)
     analysis = prunec.analyze(TinyViT().eval(), x)
     assert members_of(analysis, "patch.weight", 0) == {
-        ("patch.weight", 0), ("patch.bias", 0), ("cls_token", 2), ("pos_embed", 2), ("fc1.weight", 1),
-        ("fc2.weight", 0), ("fc2.bias", 0), ("gamma", 0), ("head.weight", 1)}
+        ("patch.weight", 0),
+        ("patch.bias", 0),
+        ("cls_token", 2),
+        ("pos_embed", 2),
+        ("fc1.weight", 1),
+        ("fc2.weight", 0),
+        ("fc2.bias", 0),
+        ("gamma", 0),
+        ("head.weight", 1),
+    }
     assert members_of(analysis, "fc1.weight", 0) == {("fc1.weight", 0), ("fc1.bias", 0), ("fc2.weight", 1)}
     result = assert_prunes_equivalently(TinyViT(), x, ratio=0.5, expect_output="module")
-    assert tuple(result.model.cls_token.shape) == (1, 1, 4) and tuple(result.model.pos_embed.shape) == (1, 5, 4)
+    assert tuple(result.model.cls_token.shape) == (1, 1, 4) and tuple(result.model.pos_embed.shape) == (
+        1,
+        5,
+        4,
+    )
     assert tuple(result.model.gamma.shape) == (4,)
 
 
@@ -61,7 +75,7 @@ class SharedConv(nn.Module):
         self.proj = nn.Linear(8, 6)
         self.out = nn.Linear(6, 2)
 
-    def forward(self, x):  # noqa: ANN001, ANN201
+    def forward(self, x):
         h = self.shared(torch.relu(self.shared(torch.relu(self.stem(x)))))
         a, b = h.mean((2, 3)), h.amax((2, 3))
         return self.out(torch.relu(self.proj(a)) + torch.relu(self.proj(b)))
@@ -72,8 +86,13 @@ def test_shared_module_couples_its_own_input_and_output():
     x = torch.randn(2, 3, 6, 6)
     analysis = prunec.analyze(SharedConv().eval(), x)
     assert members_of(analysis, "shared.weight", 0) == {
-        ("stem.weight", 0), ("stem.bias", 0), ("shared.weight", 0), ("shared.weight", 1), ("shared.bias", 0),
-        ("proj.weight", 1)}
+        ("stem.weight", 0),
+        ("stem.bias", 0),
+        ("shared.weight", 0),
+        ("shared.weight", 1),
+        ("shared.bias", 0),
+        ("proj.weight", 1),
+    }
     assert members_of(analysis, "proj.weight", 0) == {("proj.weight", 0), ("proj.bias", 0), ("out.weight", 1)}
     assert sum(1 for op in analysis.graph.ops() if op.op == "aten::conv2d" and op.origin == "shared") == 2
     result = assert_prunes_equivalently(SharedConv(), x, ratio=0.5, expect_output="module")
@@ -89,7 +108,7 @@ class InPlace(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.scale = nn.Parameter(torch.rand(1, 8, 1, 1) + 0.5)
 
-    def forward(self, x):  # noqa: ANN001, ANN201
+    def forward(self, x):
         h = self.relu(self.a(x))
         r = self.b(h)
         r.mul_(self.scale)
@@ -104,8 +123,14 @@ def test_in_place_ops_couple_like_their_functional_forms():
     ops = {op.op for op in analysis.graph.ops()}
     assert {"aten::add_", "aten::mul_", "aten::relu_"} <= ops
     assert members_of(analysis, "a.weight", 0) == {
-        ("a.weight", 0), ("a.bias", 0), ("b.weight", 0), ("b.weight", 1), ("b.bias", 0), ("scale", 1),
-        ("c.weight", 1)}
+        ("a.weight", 0),
+        ("a.bias", 0),
+        ("b.weight", 0),
+        ("b.weight", 1),
+        ("b.bias", 0),
+        ("scale", 1),
+        ("c.weight", 1),
+    }
     assert_prunes_equivalently(InPlace(), x, ratio=0.5, expect_output="module")
 
 
@@ -121,7 +146,7 @@ class Functional(nn.Module):
         self.register_buffer("var", torch.rand(8) + 0.5)
         self.w2 = nn.Parameter(torch.randn(5, 8) * 0.3)
 
-    def forward(self, x):  # noqa: ANN001, ANN201
+    def forward(self, x):
         h = F.conv2d(x, self.w1, self.b1, padding=1)
         h = F.batch_norm(h, self.mean, self.var, self.bn_w, self.bn_b, training=False)
         return F.linear(F.relu(h).mean((2, 3)), self.w2)
@@ -132,7 +157,14 @@ def test_functional_calls_are_analysed_and_rewritten():
     x = torch.randn(2, 3, 6, 6)
     analysis = prunec.analyze(Functional().eval(), x)
     assert members_of(analysis, "w1", 0) == {
-        ("w1", 0), ("b1", 0), ("bn_w", 0), ("bn_b", 0), ("mean", 0), ("var", 0), ("w2", 1)}
+        ("w1", 0),
+        ("b1", 0),
+        ("bn_w", 0),
+        ("bn_b", 0),
+        ("mean", 0),
+        ("var", 0),
+        ("w2", 1),
+    }
     result = assert_prunes_equivalently(Functional(), x, ratio=0.5, expect_output="module")
     assert tuple(result.model.w1.shape) == (4, 3, 3, 3) and tuple(result.model.var.shape) == (4,)
 
@@ -147,7 +179,7 @@ class TiedLM(nn.Module):
         self.lm_head = nn.Linear(8, 11, bias=False)
         self.lm_head.weight = self.embed.weight
 
-    def forward(self, ids):  # noqa: ANN001, ANN201
+    def forward(self, ids):
         h = self.embed(ids)
         return self.lm_head(h + self.mlp(h))
 
@@ -160,7 +192,11 @@ def test_tied_weights_are_one_value_and_stay_tied():
     assert (tied.param, tied.aliases) == ("embed.weight", ("lm_head.weight",))
     assert analysis.aliases("embed.weight") == ("embed.weight", "lm_head.weight")
     assert members_of(analysis, "embed.weight", 1) == {
-        ("embed.weight", 1), ("mlp.0.weight", 1), ("mlp.2.weight", 0), ("mlp.2.bias", 0)}
+        ("embed.weight", 1),
+        ("mlp.0.weight", 1),
+        ("mlp.2.weight", 0),
+        ("mlp.2.bias", 0),
+    }
     model = TiedLM()
     result = assert_prunes_equivalently(model, ids, ratio=0.5, expect_output="module")
     assert result.model.lm_head.weight is result.model.embed.weight

@@ -16,12 +16,12 @@ from tests.helpers import assert_prunes_equivalently
 class Around(nn.Module):
     """conv a -> relu -> conv b -> fn -> conv c: fn sits between b's filters and c's columns."""
 
-    def __init__(self, fn, width: int = 6, c_in: int | None = None) -> None:  # noqa: ANN001
+    def __init__(self, fn, width: int = 6, c_in: int | None = None) -> None:
         super().__init__()
         self.a, self.b, self.c = nn.Conv2d(3, 8, 1), nn.Conv2d(8, width, 1), nn.Conv2d(c_in or width, 5, 1)
         self.fn = fn if isinstance(fn, nn.Module) else (lambda h: fn(h))  # custom ops do not deepcopy
 
-    def forward(self, x):  # noqa: ANN001, ANN201
+    def forward(self, x):
         return self.c(self.fn(self.b(torch.relu(self.a(x)))))
 
 
@@ -36,7 +36,8 @@ def test_unknown_op_is_pinned_and_listed():
     """An op without a rule keeps its channels and is listed in Analysis.pinned with node and op."""
     analysis = prunec.analyze(Around(twice).eval(), X)
     assert [(p.node, p.op, p.reason) for p in analysis.pinned] == [
-        ("twice", "prunec_test::twice", "no op rule for 'prunec_test::twice'")]
+        ("twice", "prunec_test::twice", "no op rule for 'prunec_test::twice'")
+    ]
     grouped = _params_in_groups(analysis)
     assert ("b.weight", 0) not in grouped and ("c.weight", 1) not in grouped  # both sides of the op stay
     assert {("a.weight", 0), ("b.weight", 1)} <= grouped  # the rest of the model still prunes
@@ -53,10 +54,14 @@ def test_unknown_op_model_still_prunes_equivalently():
 
 def test_strict_raises_unsupported_op_error_naming_the_node():
     """strict=True turns the pin into UnsupportedOpError with node, op and what to do."""
-    with pytest.raises(prunec.UnsupportedOpError, match=(
+    with pytest.raises(
+        prunec.UnsupportedOpError,
+        match=(
             r"^1 node\(s\) cannot be analysed: twice \[prunec_test::twice\]: no op rule for "
             r"'prunec_test::twice'\. Register a rule with @prunec\.op_rule\('prunec_test::twice'\), or pass "
-            r"strict=False to leave their channels unpruned\.$")):
+            r"strict=False to leave their channels unpruned\.$"
+        ),
+    ):
         prunec.analyze(Around(twice).eval(), X, strict=True)
     with pytest.raises(prunec.UnsupportedOpError, match=r"cannot be analysed: twice \[prunec_test::twice\]"):
         prunec.prune(Around(twice).eval(), X, ratio=0.5, strict=True)
@@ -64,10 +69,12 @@ def test_strict_raises_unsupported_op_error_naming_the_node():
 
 def test_registering_a_rule_makes_the_op_prunable():
     """With a rule for the custom op, its channels join b's group and the contract still holds."""
+
     @op_rule("prunec_test::twice")
-    def _twice(node):  # noqa: ANN001, ANN202
+    def _twice(node):
         x, y = node.input(0), node.output(0)
         return [couple(x.axis(k), y.axis(k)) for k in range(x.rank)]
+
     try:
         analysis = prunec.analyze(Around(twice).eval(), X, strict=True)
         assert not analysis.pinned
@@ -80,12 +87,13 @@ def test_registering_a_rule_makes_the_op_prunable():
 
 
 def test_wrong_rule_is_caught_by_verification():
-    """A rule that lies (couples channel c of y to c of x for an op that mixes channels) cannot
-    produce a silently wrong model: verification raises."""
+    """A rule that lies about a channel-mixing op cannot produce a silently wrong model."""
+
     @op_rule("prunec_test::mix")
-    def _mix(node):  # noqa: ANN001, ANN202
+    def _mix(node):
         x, y = node.input(0), node.output(0)
         return [couple(x.axis(k), y.axis(k)) for k in range(x.rank)]
+
     try:
         torch.manual_seed(0)
         with torch.no_grad():
@@ -100,15 +108,19 @@ def test_wrong_rule_is_caught_by_verification():
 
 def test_failing_rule_pins_its_node_with_the_exception():
     """A rule that raises pins its node (naming the rule and the error) instead of crashing."""
+
     @op_rule("prunec_test::twice")
-    def _broken(node):  # noqa: ANN001, ANN202
+    def _broken(node):
         raise KeyError("no such port")
+
     try:
         analysis = prunec.analyze(Around(twice).eval(), X)
         (pin,) = analysis.pinned
         assert pin.node == "twice" and pin.op == "prunec_test::twice"
         assert "failed: KeyError: 'no such port'" in pin.reason and "test_pins.py" in pin.reason
-        with pytest.raises(prunec.UnsupportedOpError, match=r"twice \[prunec_test::twice\]: rule from .* failed"):
+        with pytest.raises(
+            prunec.UnsupportedOpError, match=r"twice \[prunec_test::twice\]: rule from .* failed"
+        ):
             prunec.analyze(Around(twice).eval(), X, strict=True)
     finally:
         RULES.unregister("prunec_test::twice")
@@ -129,22 +141,37 @@ def test_ignore_pins_outputs_but_inputs_still_shrink():
 
 def test_ignore_unknown_name_suggests_close_ones():
     """A misspelt ignore= name is an InputError that suggests the right one."""
-    with pytest.raises(prunec.InputError, match=r"ignore= names module 'bb', which the model does not have; "
-                                                r"did you mean 'b'"):
+    with pytest.raises(
+        prunec.InputError,
+        match=r"ignore= names module 'bb', which the model does not have; "
+        r"did you mean 'b'",
+    ):
         prunec.analyze(Around(nn.ReLU()).eval(), X, ignore=["bb"])
-    with pytest.raises(prunec.InputError, match=r"ignore= holds a Conv2d that is not a submodule of the model"):
+    with pytest.raises(
+        prunec.InputError, match=r"ignore= holds a Conv2d that is not a submodule of the model"
+    ):
         prunec.analyze(Around(nn.ReLU()).eval(), X, ignore=[nn.Conv2d(1, 1, 1)])
 
 
-@pytest.mark.parametrize("fn,width,c_in,reason", [
-    (lambda h: h[:, ::2], 6, 3, "strided slice (step 2)"),
-    (lambda h: h.softmax(1), 6, 6, "does not pass channels along axis 1"),
-    (lambda h: h.chunk(4, 1)[0], 7, 2, "chunk with unequal parts"),
-    (lambda h: torch.stack(h.unbind(1), 1), 6, 6, "unbind: one output per entry of this axis"),
-    (lambda h: h.cumsum(1), 6, 6, "does not pass channels along axis 1"),
-    (lambda h: h[:, torch.tensor([1, 0, 2, 3, 4, 5])], 6, 6, "does not pass channels along axis 1"),
-], ids=["strided_slice", "softmax_over_channels", "unequal_chunk", "unbind_channels", "cumsum_channels",
-        "index_channels"])
+@pytest.mark.parametrize(
+    "fn,width,c_in,reason",
+    [
+        (lambda h: h[:, ::2], 6, 3, "strided slice (step 2)"),
+        (lambda h: h.softmax(1), 6, 6, "does not pass channels along axis 1"),
+        (lambda h: h.chunk(4, 1)[0], 7, 2, "chunk with unequal parts"),
+        (lambda h: torch.stack(h.unbind(1), 1), 6, 6, "unbind: one output per entry of this axis"),
+        (lambda h: h.cumsum(1), 6, 6, "does not pass channels along axis 1"),
+        (lambda h: h[:, torch.tensor([1, 0, 2, 3, 4, 5])], 6, 6, "does not pass channels along axis 1"),
+    ],
+    ids=[
+        "strided_slice",
+        "softmax_over_channels",
+        "unequal_chunk",
+        "unbind_channels",
+        "cumsum_channels",
+        "index_channels",
+    ],
+)
 def test_ops_that_cannot_drop_channels_pin_them(fn, width, c_in, reason):
     """Ops whose channel axis cannot shrink keep b's filters, with the reason in pinned_params."""
     analysis = prunec.analyze(Around(fn, width, c_in).eval(), X)

@@ -26,7 +26,7 @@ class _Block(nn.Module):
         self.conv1, self.bn1 = nn.Conv2d(8, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
         self.conv2, self.bn2 = nn.Conv2d(4, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
 
-    def forward(self, x):  # noqa: ANN001, ANN201
+    def forward(self, x):
         return torch.relu(x + self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))))
 
 
@@ -39,7 +39,7 @@ class TinyResNet(nn.Module):
         self.block = _Block()
         self.fc = nn.Linear(8, 10)
 
-    def forward(self, x):  # noqa: ANN001, ANN201
+    def forward(self, x):
         return self.fc(self.block(torch.relu(self.bn(self.stem(x)))).mean((2, 3)))
 
 
@@ -72,8 +72,7 @@ unprunable parameter axes:
 
 
 def test_residual_block_groups_exactly():
-    """The residual stream is one group (stem, BN, block output, classifier columns); the bottleneck
-    is another; the printed analysis is exactly this."""
+    """The residual stream is one group, the bottleneck another; the printout is exactly this."""
     assert str(prunec.analyze(TinyResNet().eval(), X)) == RESNET_GROUPS
 
 
@@ -103,8 +102,13 @@ def test_depthwise_conv_is_one_unit_per_channel():
     model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 5, 1)).eval()
     g = group_with(prunec.analyze(model, X), "1.weight", 0)
     assert g.channel_count == 8
-    assert channel(g, 3) == {("0.weight", 0): (3,), ("0.bias", 0): (3,), ("1.weight", 0): (3,),
-                             ("1.bias", 0): (3,), ("2.weight", 1): (3,)}
+    assert channel(g, 3) == {
+        ("0.weight", 0): (3,),
+        ("0.bias", 0): (3,),
+        ("1.weight", 0): (3,),
+        ("1.bias", 0): (3,),
+        ("2.weight", 1): (3,),
+    }
 
 
 def test_group_norm_couples_whole_groups():
@@ -112,13 +116,13 @@ def test_group_norm_couples_whole_groups():
     model = nn.Sequential(nn.Conv2d(3, 16, 1), nn.GroupNorm(4, 16), nn.Conv2d(16, 5, 1)).eval()
     g = group_with(prunec.analyze(model, X), "1.weight", 0)
     assert (g.channel_count, g.zero_invariant) == (4, True)
-    assert channel(g, 2) == {(p, d): (8, 9, 10, 11) for p, d in
-                             [("0.weight", 0), ("0.bias", 0), ("1.weight", 0), ("1.bias", 0), ("2.weight", 1)]}
+    assert channel(g, 2) == dict.fromkeys(
+        [("0.weight", 0), ("0.bias", 0), ("1.weight", 0), ("1.bias", 0), ("2.weight", 1)], (8, 9, 10, 11)
+    )
 
 
 def test_channel_shuffle_keeps_position_across_groups():
-    """ChannelShuffle(2) after an 8-channel conv: x channels j and 4+j become y channels 2j and 2j+1,
-    and go together."""
+    """ChannelShuffle(2): x channels j and 4+j become y channels 2j and 2j+1, and go together."""
     model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ChannelShuffle(2), nn.Conv2d(8, 5, 1)).eval()
     g = group_with(prunec.analyze(model, X), "0.weight", 0)
     assert g.channel_count == 4
@@ -127,13 +131,15 @@ def test_channel_shuffle_keeps_position_across_groups():
 
 def test_concat_offsets_parts_into_the_consumer():
     """cat([a(4), b(2)]): b's filter 1 is the consumer's column 5, in one 6-channel group."""
+
     class Cat(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.a, self.b, self.c = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 2, 1), nn.Conv2d(6, 5, 1)
 
-        def forward(self, x):  # noqa: ANN001, ANN201
+        def forward(self, x):
             return self.c(torch.cat([self.a(x), self.b(x)], 1))
+
     g = group_with(prunec.analyze(Cat().eval(), X), "c.weight", 1)
     assert g.channel_count == 6
     assert channel(g, 5) == {("b.weight", 0): (1,), ("b.bias", 0): (1,), ("c.weight", 1): (5,)}
@@ -147,7 +153,7 @@ class _Heads(nn.Module):
         self.a, self.b = nn.Linear(6, 8), nn.Linear(8, 5)
         self.scale = nn.Parameter(torch.rand(2, 1) + 0.5 if per_head else torch.rand(4) + 0.5)
 
-    def forward(self, x):  # noqa: ANN001, ANN201
+    def forward(self, x):
         h = self.a(x)
         return self.b((h.view(*h.shape[:-1], 2, 4) * self.scale).flatten(-2))
 
@@ -156,8 +162,12 @@ def test_reshape_channels_follow_heads_first():
     """An 8 -> 2x4 split carries channels on the outer factor: one channel = one head of 4."""
     g = group_with(prunec.analyze(_Heads(True).eval(), torch.randn(2, 3, 6)), "a.weight", 0)
     assert g.channel_count == 2
-    assert channel(g, 1) == {("a.weight", 0): (4, 5, 6, 7), ("a.bias", 0): (4, 5, 6, 7), ("scale", 0): (1,),
-                             ("b.weight", 1): (4, 5, 6, 7)}
+    assert channel(g, 1) == {
+        ("a.weight", 0): (4, 5, 6, 7),
+        ("a.bias", 0): (4, 5, 6, 7),
+        ("scale", 0): (1,),
+        ("b.weight", 1): (4, 5, 6, 7),
+    }
 
 
 def test_reshape_keeps_heads_when_a_parameter_scales_the_inner_factor():
@@ -175,15 +185,14 @@ class _QKV(nn.Module):
         super().__init__()
         self.a, self.b = nn.Linear(6, 8), nn.Linear(4, 5)
 
-    def forward(self, x):  # noqa: ANN001, ANN201
+    def forward(self, x):
         h = self.a(x)
         q, k = h.view(*h.shape[:-1], 2, 4).unbind(-2)
         return self.b(q * k)
 
 
 def test_reshape_moves_to_the_inner_factor_when_the_outer_one_is_pinned():
-    """The outer factor is unbound (pinned), so the solver carries channels on the inner one:
-    dimension d of q and of k go together."""
+    """With the outer factor unbound (pinned), channels ride the inner one: q's and k's dim d go."""
     g = group_with(prunec.analyze(_QKV().eval(), torch.randn(2, 3, 6)), "a.weight", 0)
     assert g.channel_count == 4
     assert channel(g, 1) == {("a.weight", 0): (1, 5), ("a.bias", 0): (1, 5), ("b.weight", 1): (1,)}
@@ -191,21 +200,26 @@ def test_reshape_moves_to_the_inner_factor_when_the_outer_one_is_pinned():
 
 def test_zero_invariance_flags_name_the_mixing_op():
     """BN groups are zero-invariant; LayerNorm and a mean over channels are not, and say why."""
+
     class Mixed(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.a, self.bn, self.b = nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8), nn.Conv2d(8, 6, 1)
             self.ln, self.c = nn.LayerNorm(6), nn.Conv2d(6, 5, 1)
 
-        def forward(self, x):  # noqa: ANN001, ANN201
+        def forward(self, x):
             h = self.bn(self.a(x))
             h = self.b(h * torch.sigmoid(h.mean(1, keepdim=True)))
             return self.c(self.ln(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+
     analysis = prunec.analyze(Mixed().eval(), X)
     g_a, g_b = group_with(analysis, "a.weight", 0), group_with(analysis, "b.weight", 0)
     assert not g_a.zero_invariant and not g_b.zero_invariant
     assert g_a.notes == ("'aten::mean' reduces over axis 1 (at 'mean')",)
     assert g_b.notes == ("'aten::layer_norm' normalizes over this axis (at 'layer_norm')",)
-    plain = group_with(prunec.analyze(nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8), nn.Conv2d(8, 2, 1))
-                                      .eval(), X), "0.weight", 0)
+    plain = group_with(
+        prunec.analyze(nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8), nn.Conv2d(8, 2, 1)).eval(), X),
+        "0.weight",
+        0,
+    )
     assert plain.zero_invariant and plain.notes == ()

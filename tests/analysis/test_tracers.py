@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import pytest
 import torch
+from prunec.zoo import ZOO
 from torch import nn
 
 import prunec
 from prunec.frontends.torch_export import trace
 from prunec.frontends.torch_record import RecordedProgram
 from prunec.inputs import ExampleInputs
-from prunec.zoo import ZOO
 
 X = torch.randn(2, 3, 8, 8)
 
 
 def _groups(analysis: prunec.Analysis) -> list[tuple]:
-    return [tuple(sorted((m.param, m.dim, m.indices) for m in g.members)) + (g.channel_count, g.zero_invariant)
-            for g in analysis.groups]
+    return [
+        (*sorted((m.param, m.dim, m.indices) for m in g.members), g.channel_count, g.zero_invariant)
+        for g in analysis.groups
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))
@@ -29,10 +31,12 @@ def test_recording_matches_export_on_every_zoo_model(name):
     exp = prunec.analyze(model, inputs, tracer="export")
     assert isinstance(rec.source.exported, RecordedProgram)
     assert [(op.name, op.op, op.origin) for op in rec.graph.ops()] == [
-        (op.name, op.op, op.origin) for op in exp.graph.ops()]
+        (op.name, op.op, op.origin) for op in exp.graph.ops()
+    ]
     # tied tensors may be listed at another position, so compare state and groups as sets
     assert sorted((v.param, v.aliases, v.shape) for v in rec.graph.state_values()) == sorted(
-        (v.param, v.aliases, v.shape) for v in exp.graph.state_values())
+        (v.param, v.aliases, v.shape) for v in exp.graph.state_values()
+    )
     assert sorted(_groups(rec)) == sorted(_groups(exp))
     assert sorted(map(str, rec.pinned_params)) == sorted(map(str, exp.pinned_params))
 
@@ -41,11 +45,11 @@ class Gate(torch.autograd.Function):
     """A user autograd.Function: the export frontend keeps it as one op."""
 
     @staticmethod
-    def forward(ctx, x):  # noqa: ANN001, ANN205
+    def forward(ctx, x):
         return x * (x > 0)
 
     @staticmethod
-    def backward(ctx, g):  # noqa: ANN001, ANN205
+    def backward(ctx, g):
         return g
 
 
@@ -54,7 +58,7 @@ class WithFunction(nn.Module):
         super().__init__()
         self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 2, 1)
 
-    def forward(self, x):  # noqa: ANN001, ANN201
+    def forward(self, x):
         return self.b(Gate.apply(self.a(x)))
 
 
@@ -63,8 +67,11 @@ def test_user_autograd_function_falls_back_to_export():
     analysis = prunec.analyze(WithFunction().eval(), X)
     assert isinstance(analysis.source.exported, torch.export.ExportedProgram)
     assert any(op.op.startswith("autograd::") for op in analysis.graph.ops())
-    with pytest.raises(prunec.TraceError, match=r"^recording WithFunction failed: NotRecordable: "
-                                                r"autograd\.Function Gate\. Use tracer='export'\.$"):
+    with pytest.raises(
+        prunec.TraceError,
+        match=r"^recording WithFunction failed: NotRecordable: "
+        r"autograd\.Function Gate\. Use tracer='export'\.$",
+    ):
         prunec.analyze(WithFunction().eval(), X, tracer="record")
 
 
@@ -78,7 +85,7 @@ def test_autograd_function_apply_is_restored_after_recording():
 
 
 class DataDependent(nn.Module):
-    def forward(self, x):  # noqa: ANN001, ANN201
+    def forward(self, x):
         return x if x.sum() > 0 else -x
 
 
@@ -95,7 +102,7 @@ class Noisy(nn.Module):
         super().__init__()
         self.a = nn.Conv2d(3, 4, 1)
 
-    def forward(self, x):  # noqa: ANN001, ANN201
+    def forward(self, x):
         h = self.a(x)
         return h + torch.rand_like(h)
 
@@ -121,7 +128,7 @@ class Mixed(nn.Module):
         super().__init__()
         self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 4, 1)
 
-    def forward(self, x, pair, *, scale: float = 1.0, mask=None):  # noqa: ANN001, ANN201
+    def forward(self, x, pair, *, scale: float = 1.0, mask=None):
         y = self.a(x) * scale + self.b(pair[0]) - pair[1]
         return {"y": y if mask is None else y * mask, "k": 3}
 
@@ -152,8 +159,7 @@ def test_recording_on_the_meta_device():
 
 
 def test_multihead_attention_records_its_projections():
-    """nn.MultiheadAttention's fused inference kernel is switched off while recording (as export
-    never takes it), so its projections are visible; the switch is restored afterwards."""
+    """nn.MultiheadAttention's fused kernel is off while recording: its projections are seen."""
     mha = nn.MultiheadAttention(8, 2, batch_first=True).eval()
 
     class Attn(nn.Module):
@@ -161,8 +167,9 @@ def test_multihead_attention_records_its_projections():
             super().__init__()
             self.mha = mha
 
-        def forward(self, x):  # noqa: ANN001, ANN201
+        def forward(self, x):
             return self.mha(x, x, x, need_weights=False)[0]
+
     before = torch.backends.mha.get_fastpath_enabled()
     analysis = prunec.analyze(Attn().eval(), torch.randn(2, 5, 8), tracer="record")
     ops = {op.op for op in analysis.graph.ops()}

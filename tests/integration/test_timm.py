@@ -35,6 +35,8 @@ def test_timm_model_prunes_with_the_contract(name):
     torch.manual_seed(0)
     model = timm.create_model(name, pretrained=False, num_classes=10).eval()
     randomize_norm_stats(model)  # default BN stats (0/1) would hide mis-sliced running stats
-    result = assert_prunes_equivalently(model, torch.randn(1, 3, 32, 32), ratio=0.5, expect_output=MODELS[name])
+    result = assert_prunes_equivalently(
+        model, torch.randn(1, 3, 32, 32), ratio=0.5, expect_output=MODELS[name]
+    )
     assert result.report.params_after < 0.6 * result.report.params_before, result.report
     assert not result.analysis.pinned, [str(p) for p in result.analysis.pinned]

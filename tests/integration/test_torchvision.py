@@ -20,21 +20,37 @@ tvm = torchvision.models
 
 
 def _vit() -> torch.nn.Module:
-    return tvm.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32,
-                                 mlp_dim=64, num_classes=10)
+    return tvm.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64, num_classes=10
+    )
 
 
 def _swin(v2: bool) -> torch.nn.Module:
     from torchvision.models.swin_transformer import PatchMergingV2, SwinTransformerBlockV2
 
     extra = {"block": SwinTransformerBlockV2, "downsample_layer": PatchMergingV2} if v2 else {}
-    return tvm.SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[1, 1], num_heads=[1, 2],
-                               window_size=[4, 4], num_classes=10, **extra)
+    return tvm.SwinTransformer(
+        patch_size=[4, 4],
+        embed_dim=16,
+        depths=[1, 1],
+        num_heads=[1, 2],
+        window_size=[4, 4],
+        num_classes=10,
+        **extra,
+    )
 
 
 def _maxvit() -> torch.nn.Module:
-    return tvm.MaxVit(input_size=(32, 32), stem_channels=8, partition_size=2, block_channels=[16, 32],
-                      block_layers=[1, 1], head_dim=8, stochastic_depth_prob=0.0, num_classes=10)
+    return tvm.MaxVit(
+        input_size=(32, 32),
+        stem_channels=8,
+        partition_size=2,
+        block_channels=[16, 32],
+        block_layers=[1, 1],
+        head_dim=8,
+        stochastic_depth_prob=0.0,
+        num_classes=10,
+    )
 
 
 def _convnext() -> torch.nn.Module:
@@ -57,8 +73,11 @@ MODELS: dict[str, tuple[Callable[[], torch.nn.Module], int, str | None]] = {
     "mnasnet0_5": (lambda: tvm.mnasnet0_5(num_classes=10), 32, "module"),
     "efficientnet_b0": (lambda: tvm.efficientnet_b0(num_classes=10), 32, "module"),
     "googlenet": (lambda: tvm.googlenet(num_classes=10, aux_logits=False, init_weights=False), 32, "module"),
-    "densenet_small": (lambda: tvm.DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=16,
-                                            num_classes=10), 32, "module"),
+    "densenet_small": (
+        lambda: tvm.DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=16, num_classes=10),
+        32,
+        "module",
+    ),
     "convnext_small_config": (_convnext, 32, "module"),
     "vit_small_config": (_vit, 32, None),
     "swin_small_config": (lambda: _swin(False), 32, None),

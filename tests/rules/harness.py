@@ -66,8 +66,10 @@ def analysed(case: Case) -> tuple[nn.Module, ExampleInputs, prunec.Analysis]:
 
 
 def randomize_norm_stats(model: nn.Module, seed: int = 1) -> None:
-    """Give BN running stats and norm affines non-trivial values, so they matter in the check
-    (default ones and zeros would hide a running mean sliced at the wrong indices)."""
+    """Give BN running stats and norm affines non-trivial values, so they matter in the check.
+
+    Default ones and zeros would hide a running mean sliced at the wrong indices.
+    """
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
@@ -87,7 +89,9 @@ def group_of(analysis: prunec.Analysis, param: str, dim: int) -> prunec.Group:
         if any(m.param == param and m.dim == dim for m in g.members):
             return g
     pinned = [str(p) for p in analysis.pinned_params if p.param == param and p.dim == dim]
-    raise AssertionError(f"{param}[{dim}] is in no group (pinned: {pinned or 'no reason recorded'})\n{analysis}")
+    raise AssertionError(
+        f"{param}[{dim}] is in no group (pinned: {pinned or 'no reason recorded'})\n{analysis}"
+    )
 
 
 def check_couples(case: Case) -> prunec.Group:
@@ -107,16 +111,17 @@ def check_couples(case: Case) -> prunec.Group:
 
 def removal_strategy(analysis: prunec.Analysis) -> st.SearchStrategy[dict[int, tuple[int, ...]]]:
     """Random channel subsets per group, never emptying any member of a group."""
+
     def one(g: prunec.Group) -> st.SearchStrategy[tuple[int, tuple[int, ...]]]:
         chans = st.sets(st.integers(0, g.channel_count - 1), max_size=g.channel_count - 1)
         scores = np.ones(g.channel_count)
         return chans.map(lambda s: (g.id, tuple(keep_every_member(g, sorted(s), scores))))
+
     return st.tuples(*(one(g) for g in analysis.groups)).map(dict)
 
 
 def check_removal(case: Case, masks: dict[int, tuple[int, ...]]) -> float:
-    """Remove `masks` from a copy of the case's model; return the worst relative difference to the
-    contract's reference (asserting it is within the case's tolerance)."""
+    """Remove `masks` from a copy of the model; assert and return the worst difference to the reference."""
     model, inputs, analysis = analysed(case)
     keep = analysis.keep_mask(masks)
     removed = [analysis.group(gid).select(ch) for gid, ch in masks.items() if ch]
@@ -138,13 +143,16 @@ def check_removal(case: Case, masks: dict[int, tuple[int, ...]]) -> float:
 
 
 def relative_difference(got: Any, want: Any) -> float:
-    """Worst max|got - want| / max|want| over tensor outputs; inf when shapes or structure differ or
-    any value is not finite (a sound case has finite outputs, and NaN never compares as close)."""
+    """Worst max|got - want| / max|want| over tensor outputs.
+
+    Infinite when shapes or structure differ or any value is not finite (a sound case has finite
+    outputs, and NaN never compares as close).
+    """
     la, lb = torch.utils._pytree.tree_flatten(got)[0], torch.utils._pytree.tree_flatten(want)[0]
     if len(la) != len(lb):
         return float("inf")
     worst = 0.0
-    for a, b in zip(la, lb):
+    for a, b in zip(la, lb, strict=True):
         if not isinstance(b, torch.Tensor):
             continue
         if not isinstance(a, torch.Tensor) or a.shape != b.shape:
@@ -184,8 +192,12 @@ def make_tests(cases: Sequence[Case], examples: int = 6) -> tuple[Callable[..., 
     from hypothesis import HealthCheck, given, settings
 
     @pytest.mark.parametrize("case", cases, ids=ids(cases))
-    @settings(max_examples=examples, deadline=None, derandomize=True,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
     @given(data=st.data())
     def test_random_removal_keeps_contract(case: Case, data: st.DataObject) -> None:
         """The op couples its channels, and removing any subset equals zeroing it."""

@@ -40,15 +40,18 @@ class Fn(nn.Module):
         return self._fn(self, x)
 
 
-def conv_sandwich(fn: Callable[..., Any] | nn.Module, c: int = 8, out: int | None = None, dims: int = 2,
-                  cin: int = 3) -> Sandwich:
-    """conv (cin -> c) -> fn -> conv (out or c -> 5)."""
+def conv_sandwich(
+    fn: Callable[..., Any] | nn.Module, c: int = 8, out: int | None = None, dims: int = 2, cin: int = 3
+) -> Sandwich:
+    """Conv (cin -> c) -> fn -> conv (out or c -> 5)."""
     conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
     return Sandwich(conv(cin, c, 3, padding=1), fn, conv(out or c, 5, 1))
 
 
-def linear_sandwich(fn: Callable[..., Any] | nn.Module, c: int = 8, out: int | None = None, cin: int = 6) -> Sandwich:
-    """linear (cin -> c) -> fn -> linear (out or c -> 5)."""
+def linear_sandwich(
+    fn: Callable[..., Any] | nn.Module, c: int = 8, out: int | None = None, cin: int = 6
+) -> Sandwich:
+    """Linear (cin -> c) -> fn -> linear (out or c -> 5)."""
     return Sandwich(nn.Linear(cin, c), fn, nn.Linear(out or c, 5))
 
 
@@ -74,7 +77,7 @@ class Fork(nn.Module):
         super().__init__()
         self._fn = fn
         self._names = [f"a{i + 1}" for i in range(len(branches))]
-        for name, m in zip(self._names, branches):
+        for name, m in zip(self._names, branches, strict=True):
             self.add_module(name, m)
         self.b = b
 

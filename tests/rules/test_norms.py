@@ -9,45 +9,126 @@ from tests.rules.models import Sandwich, conv_sandwich, image, linear_sandwich, 
 
 CASES = [
     # per-channel affine maps: weight, bias and both running stats go with the producing filter
-    Case("batch_norm1d", lambda: linear_sandwich(nn.BatchNorm1d(8)), vectors(),
-         (("a.weight", 0), ("op.weight", 0), ("op.bias", 0), ("op.running_mean", 0), ("op.running_var", 0),
-          ("b.weight", 1)), ("aten::batch_norm",)),
-    Case("batch_norm1d_sequence", lambda: Sandwich(nn.Conv1d(3, 8, 1), nn.BatchNorm1d(8), nn.Conv1d(8, 2, 1)),
-         image(dims=1), (("a.weight", 0), ("op.running_var", 0), ("b.weight", 1)), ("aten::batch_norm",)),
-    Case("batch_norm2d", lambda: conv_sandwich(nn.BatchNorm2d(8)), image(),
-         (("a.weight", 0), ("op.weight", 0), ("op.running_mean", 0), ("b.weight", 1)), ("aten::batch_norm",)),
-    Case("batch_norm2d_no_affine", lambda: conv_sandwich(nn.BatchNorm2d(8, affine=False)), image(),
-         (("a.weight", 0), ("op.running_mean", 0), ("op.running_var", 0), ("b.weight", 1)),
-         ("aten::batch_norm",)),
-    Case("batch_norm3d", lambda: conv_sandwich(nn.BatchNorm3d(8), dims=3), image(side=4, dims=3),
-         (("a.weight", 0), ("op.weight", 0), ("b.weight", 1)), ("aten::batch_norm",)),
+    Case(
+        "batch_norm1d",
+        lambda: linear_sandwich(nn.BatchNorm1d(8)),
+        vectors(),
+        (
+            ("a.weight", 0),
+            ("op.weight", 0),
+            ("op.bias", 0),
+            ("op.running_mean", 0),
+            ("op.running_var", 0),
+            ("b.weight", 1),
+        ),
+        ("aten::batch_norm",),
+    ),
+    Case(
+        "batch_norm1d_sequence",
+        lambda: Sandwich(nn.Conv1d(3, 8, 1), nn.BatchNorm1d(8), nn.Conv1d(8, 2, 1)),
+        image(dims=1),
+        (("a.weight", 0), ("op.running_var", 0), ("b.weight", 1)),
+        ("aten::batch_norm",),
+    ),
+    Case(
+        "batch_norm2d",
+        lambda: conv_sandwich(nn.BatchNorm2d(8)),
+        image(),
+        (("a.weight", 0), ("op.weight", 0), ("op.running_mean", 0), ("b.weight", 1)),
+        ("aten::batch_norm",),
+    ),
+    Case(
+        "batch_norm2d_no_affine",
+        lambda: conv_sandwich(nn.BatchNorm2d(8, affine=False)),
+        image(),
+        (("a.weight", 0), ("op.running_mean", 0), ("op.running_var", 0), ("b.weight", 1)),
+        ("aten::batch_norm",),
+    ),
+    Case(
+        "batch_norm3d",
+        lambda: conv_sandwich(nn.BatchNorm3d(8), dims=3),
+        image(side=4, dims=3),
+        (("a.weight", 0), ("op.weight", 0), ("b.weight", 1)),
+        ("aten::batch_norm",),
+    ),
     # instance norm: statistics per sample and channel, so channels stay independent
-    Case("instance_norm2d_affine", lambda: conv_sandwich(nn.InstanceNorm2d(8, affine=True)), image(),
-         (("a.weight", 0), ("op.weight", 0), ("op.bias", 0), ("b.weight", 1)), ("aten::instance_norm",)),
-    Case("instance_norm2d_running", lambda: conv_sandwich(nn.InstanceNorm2d(8, affine=True,
-                                                                            track_running_stats=True)),
-         image(), (("a.weight", 0), ("op.running_mean", 0), ("b.weight", 1)), ("aten::instance_norm",)),
-    Case("instance_norm1d", lambda: Sandwich(nn.Conv1d(3, 8, 1), nn.InstanceNorm1d(8, affine=True),
-                                             nn.Conv1d(8, 2, 1)),
-         image(dims=1), (("a.weight", 0), ("op.weight", 0), ("b.weight", 1)), ("aten::instance_norm",)),
+    Case(
+        "instance_norm2d_affine",
+        lambda: conv_sandwich(nn.InstanceNorm2d(8, affine=True)),
+        image(),
+        (("a.weight", 0), ("op.weight", 0), ("op.bias", 0), ("b.weight", 1)),
+        ("aten::instance_norm",),
+    ),
+    Case(
+        "instance_norm2d_running",
+        lambda: conv_sandwich(nn.InstanceNorm2d(8, affine=True, track_running_stats=True)),
+        image(),
+        (("a.weight", 0), ("op.running_mean", 0), ("b.weight", 1)),
+        ("aten::instance_norm",),
+    ),
+    Case(
+        "instance_norm1d",
+        lambda: Sandwich(nn.Conv1d(3, 8, 1), nn.InstanceNorm1d(8, affine=True), nn.Conv1d(8, 2, 1)),
+        image(dims=1),
+        (("a.weight", 0), ("op.weight", 0), ("b.weight", 1)),
+        ("aten::instance_norm",),
+    ),
     # group norm: statistics per group of channels, so whole groups are removed
-    Case("group_norm", lambda: conv_sandwich(nn.GroupNorm(4, 16), c=16), image(),
-         (("a.weight", 0), ("op.weight", 0), ("op.bias", 0), ("b.weight", 1)), ("aten::group_norm",)),
-    Case("group_norm_one_channel_groups", lambda: conv_sandwich(nn.GroupNorm(8, 8)), image(),
-         (("a.weight", 0), ("op.weight", 0), ("b.weight", 1)), ("aten::group_norm",)),
-    Case("group_norm_single_group", lambda: conv_sandwich(nn.GroupNorm(1, 8)), image(),
-         (("a.weight", 0), ("op.weight", 0), ("b.weight", 1)), ("aten::group_norm",), zero_invariant=False),
+    Case(
+        "group_norm",
+        lambda: conv_sandwich(nn.GroupNorm(4, 16), c=16),
+        image(),
+        (("a.weight", 0), ("op.weight", 0), ("op.bias", 0), ("b.weight", 1)),
+        ("aten::group_norm",),
+    ),
+    Case(
+        "group_norm_one_channel_groups",
+        lambda: conv_sandwich(nn.GroupNorm(8, 8)),
+        image(),
+        (("a.weight", 0), ("op.weight", 0), ("b.weight", 1)),
+        ("aten::group_norm",),
+    ),
+    Case(
+        "group_norm_single_group",
+        lambda: conv_sandwich(nn.GroupNorm(1, 8)),
+        image(),
+        (("a.weight", 0), ("op.weight", 0), ("b.weight", 1)),
+        ("aten::group_norm",),
+        zero_invariant=False,
+    ),
     # layer norm over features: statistics mix every channel (checked against the removal reference)
-    Case("layer_norm_features", lambda: linear_sandwich(nn.LayerNorm(8)), tokens(),
-         (("a.weight", 0), ("op.weight", 0), ("op.bias", 0), ("b.weight", 1)), ("aten::layer_norm",),
-         zero_invariant=False),
-    Case("layer_norm_no_affine", lambda: linear_sandwich(nn.LayerNorm(8, elementwise_affine=False)), tokens(),
-         (("a.weight", 0), ("b.weight", 1)), ("aten::layer_norm",), zero_invariant=False),
-    Case("layer_norm_channels_last", lambda: conv_sandwich(_ChannelsLastLN(8)), image(),
-         (("a.weight", 0), ("op.ln.weight", 0), ("b.weight", 1)), ("aten::layer_norm", "aten::permute"),
-         zero_invariant=False),
-    Case("rms_norm", lambda: linear_sandwich(nn.RMSNorm(8)), tokens(),
-         (("a.weight", 0), ("op.weight", 0), ("b.weight", 1)), ("aten::rms_norm",), zero_invariant=False),
+    Case(
+        "layer_norm_features",
+        lambda: linear_sandwich(nn.LayerNorm(8)),
+        tokens(),
+        (("a.weight", 0), ("op.weight", 0), ("op.bias", 0), ("b.weight", 1)),
+        ("aten::layer_norm",),
+        zero_invariant=False,
+    ),
+    Case(
+        "layer_norm_no_affine",
+        lambda: linear_sandwich(nn.LayerNorm(8, elementwise_affine=False)),
+        tokens(),
+        (("a.weight", 0), ("b.weight", 1)),
+        ("aten::layer_norm",),
+        zero_invariant=False,
+    ),
+    Case(
+        "layer_norm_channels_last",
+        lambda: conv_sandwich(_ChannelsLastLN(8)),
+        image(),
+        (("a.weight", 0), ("op.ln.weight", 0), ("b.weight", 1)),
+        ("aten::layer_norm", "aten::permute"),
+        zero_invariant=False,
+    ),
+    Case(
+        "rms_norm",
+        lambda: linear_sandwich(nn.RMSNorm(8)),
+        tokens(),
+        (("a.weight", 0), ("op.weight", 0), ("b.weight", 1)),
+        ("aten::rms_norm",),
+        zero_invariant=False,
+    ),
 ]
 
 
@@ -58,7 +139,7 @@ class _ChannelsLastLN(nn.Module):
         super().__init__()
         self.ln = nn.LayerNorm(c)
 
-    def forward(self, h):  # noqa: ANN001, ANN201
+    def forward(self, h):
         return self.ln(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 

@@ -8,8 +8,13 @@ from prunec.rules import RULES
 from tests.rules import test_conv_linear, test_elementwise, test_norms, test_shapes, test_spatial
 from tests.rules.harness import analysed
 
-ALL_CASES = [*test_conv_linear.CASES, *test_norms.CASES, *test_elementwise.CASES, *test_shapes.CASES,
-             *test_spatial.CASES]
+ALL_CASES = [
+    *test_conv_linear.CASES,
+    *test_norms.CASES,
+    *test_elementwise.CASES,
+    *test_shapes.CASES,
+    *test_spatial.CASES,
+]
 
 
 def test_every_rule_function_is_exercised():
