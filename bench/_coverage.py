@@ -63,7 +63,8 @@ def pin_summary(analysis: Any, limit: int = 3) -> str:
 def randomize_norm_stats(model: Any) -> None:
     """Random norm affines and running stats: default ones and zeros would hide a running mean
     sliced at the wrong indices, and some random-weight models (EfficientNet) otherwise output
-    values near 1e-14."""
+    values near 1e-14.
+    """
     import torch
     from torch import nn
 
@@ -95,7 +96,7 @@ def run_one(name: str, build: Builder, ratio: float) -> Row:
         model.eval()
         randomize_norm_stats(model)
         result = prunec.prune(model, example, ratio=ratio)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a table row
+    except Exception as exc:
         row.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
         row.seconds = time.perf_counter() - start
         return row

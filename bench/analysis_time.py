@@ -81,16 +81,26 @@ def measure(name: str, tool: str, repeat: int) -> dict[str, Any]:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
-    return {"model": name, "tool": tool, "nodes": nodes, "seconds": best, "heap_mb": peak / 2**20,
-            "rss_mb": rss / 1024}
+    return {
+        "model": name,
+        "tool": tool,
+        "nodes": nodes,
+        "seconds": best,
+        "heap_mb": peak / 2**20,
+        "rss_mb": rss / 1024,
+    }
 
 
 def _child(name: str, tool: str, repeat: int) -> dict[str, Any] | None:
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", name, tool, str(repeat)],
-                          capture_output=True, text=True, timeout=3600)
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--one", name, tool, str(repeat)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     for line in proc.stdout.splitlines():
         if line.startswith(TAG):
-            return json.loads(line[len(TAG):])
+            return json.loads(line[len(TAG) :])
     print(f"{name} / {tool} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}", file=sys.stderr)
     return None
 
@@ -120,7 +130,9 @@ def main() -> None:
             if r is not None:
                 rows[(name, tool)] = r
                 print(f"{name} {tool}: {r['seconds'] * 1e3:.1f} ms", file=sys.stderr, flush=True)
-    head = "| model | IR ops |" + "".join(f" {t} CPU ms | {t} µs/node | {t} heap MB | {t} RSS MB |" for t in tools)
+    head = "| model | IR ops |" + "".join(
+        f" {t} CPU ms | {t} µs/node | {t} heap MB | {t} RSS MB |" for t in tools
+    )
     print("\n" + head)
     print("|---|---|" + "---|---|---|---|" * len(tools))
     for name in names:
@@ -128,9 +140,16 @@ def main() -> None:
         nodes = next((r["nodes"] for (n, _), r in rows.items() if n == name), 0)
         for tool in tools:
             r = rows.get((name, tool))
-            cells += ["-"] * 4 if r is None else [
-                f"{r['seconds'] * 1e3:.1f}", f"{r['seconds'] * 1e6 / max(nodes, 1):.0f}", f"{r['heap_mb']:.1f}",
-                f"{r['rss_mb']:.0f}"]
+            cells += (
+                ["-"] * 4
+                if r is None
+                else [
+                    f"{r['seconds'] * 1e3:.1f}",
+                    f"{r['seconds'] * 1e6 / max(nodes, 1):.0f}",
+                    f"{r['heap_mb']:.1f}",
+                    f"{r['rss_mb']:.0f}",
+                ]
+            )
         print(f"| {name} | {nodes} | " + " | ".join(cells) + " |")
     if "torch_pruning" in tools:
         print("\nprunec / Torch-Pruning time ratio (below 1: prunec is faster):")

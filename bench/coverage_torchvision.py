@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _coverage import Builder, child_main, sweep  # noqa: E402
+from _coverage import Builder, child_main, sweep
 
 # models whose code needs a fixed or minimum input size
 INPUT_SIZE = {"vit_": 224, "maxvit_t": 224, "inception_v3": 96}
@@ -30,7 +30,7 @@ def input_size(name: str) -> int:
 
 def builder(name: str) -> Builder:
     """Model with random weights (no download) and a small example batch."""
-    def build():  # noqa: ANN202
+    def build():
         import torch
         import torchvision
 

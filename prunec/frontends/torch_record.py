@@ -228,7 +228,8 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
 
     def _ref(self, a: Any) -> Any:
         """An op argument with every tensor replaced by its Ref (ATen arguments nest at most as
-        lists of tensors)."""
+        lists of tensors).
+        """
         if isinstance(a, torch.Tensor):
             ref = self.ref_of.get(a)
             return Ref(ref if ref is not None else self.attr_ref(a))
@@ -238,7 +239,8 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
 
     def _refuse_state_writes(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """An in-place write into a parameter, buffer or model input would change the user's
-        tensors (torch.export traces on fakes and never does): refuse before the op runs."""
+        tensors (torch.export traces on fakes and never does): refuse before the op runs.
+        """
         given = dict(zip((a.name for a in func._schema.arguments), args)) | kwargs
         for a in func._schema.arguments:
             t = given.get(a.name)
@@ -307,7 +309,8 @@ def _refuse_user_autograd_functions() -> Iterator[None]:
 @contextlib.contextmanager
 def _mha_fastpath_off() -> Iterator[None]:
     """nn.MultiheadAttention's fused inference kernel hides its projections; torch.export never
-    takes it, so the recording must not either."""
+    takes it, so the recording must not either.
+    """
     mha = getattr(torch.backends, "mha", None)
     if mha is None or not hasattr(mha, "set_fastpath_enabled"):
         yield
@@ -321,7 +324,7 @@ def _mha_fastpath_off() -> Iterator[None]:
 
 
 def _input_names(model: torch.nn.Module, inputs: ExampleInputs) -> list[str]:
-    """forward's parameter name for each positional argument, then the keyword names."""
+    """Forward's parameter name for each positional argument, then the keyword names."""
     try:
         params = [p for p in inspect.signature(model.forward).parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
