@@ -12,8 +12,8 @@ call_function node per op, named as torch.export names them) only when someone a
 It relies on private torch hooks (a SchemaCheckMode subclass, the only user-visible mode class the
 PreDispatch mode stack accepts, and the Python dispatcher). Whenever they are missing, or the model
 does something a recording does not describe (tensor data steering Python, in-place writes into
-parameters or inputs, user autograd.Functions, autocast, `out=` calls), `record` raises
-`NotRecordable` and the caller falls back to torch.export. Recordings that saw random ops or tensors
+parameters or inputs, Tensor.numpy()/tolist(), user autograd.Functions, autocast, `out=` calls),
+`record` raises `NotRecordable` and the caller falls back to torch.export. Recordings that saw random ops or tensors
 made outside any recorded op are replayed once and must reproduce the eager outputs.
 """
 
@@ -307,6 +307,31 @@ def _refuse_user_autograd_functions() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _refuse_data_escapes() -> Iterator[None]:
+    """Tensor.numpy() and Tensor.tolist() read tensor data without dispatching an op: Python could
+    branch on it unseen, so a recording that uses them is refused (torch.export refuses them too).
+    """
+    patched = {}
+
+    def refuse(name: str) -> Any:
+        def method(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            raise NotRecordable(f"Tensor.{name}() hands tensor data to Python")
+        return method
+
+    for name in ("numpy", "tolist"):
+        patched[name] = torch.Tensor.__dict__.get(name)
+        setattr(torch.Tensor, name, refuse(name))
+    try:
+        yield
+    finally:
+        for name, original in patched.items():
+            if original is None:
+                delattr(torch.Tensor, name)
+            else:
+                setattr(torch.Tensor, name, original)
+
+
+@contextlib.contextmanager
 def _mha_fastpath_off() -> Iterator[None]:
     """nn.MultiheadAttention's fused inference kernel hides its projections; torch.export never
     takes it, so the recording must not either.
@@ -384,6 +409,7 @@ def record(model: torch.nn.Module, inputs: ExampleInputs) -> tuple[RecordedProgr
         stack.enter_context(torch.no_grad())
         stack.enter_context(_mha_fastpath_off())
         stack.enter_context(_refuse_user_autograd_functions())
+        stack.enter_context(_refuse_data_escapes())
         modules = stack.enter_context(_module_stack(model))
         stack.enter_context(enable_python_dispatcher())
         recorder = _Recorder(rec, ref_of, attr_ref, modules)

@@ -97,6 +97,29 @@ def test_data_dependent_control_flow_is_refused_like_export():
         prunec.analyze(DataDependent(), X, tracer="record")
 
 
+class NumpyBranch(nn.Module):
+    def __init__(self, via: str) -> None:
+        super().__init__()
+        self.via = via
+        self.a = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        h = self.a(x)
+        s = h.sum().detach()
+        positive = (s.numpy() if self.via == "numpy" else s.tolist()) > 0
+        return h[:, :2] if positive else h[:, 2:]
+
+
+@pytest.mark.parametrize("via", ["numpy", "tolist"])
+def test_tensor_data_read_without_an_op_is_refused(via):
+    """numpy()/tolist() read data without dispatching: the recorder refuses, auto falls back to export."""
+    with pytest.raises(prunec.TraceError, match=rf"NotRecordable: Tensor\.{via}\(\) hands tensor data to Python"):
+        prunec.analyze(NumpyBranch(via).eval(), X, tracer="record")
+    with pytest.raises(prunec.TraceError, match=r"torch\.export could not trace NumpyBranch"):
+        prunec.analyze(NumpyBranch(via).eval(), X)
+    assert "numpy" not in torch.Tensor.__dict__ and "tolist" not in torch.Tensor.__dict__
+
+
 class Noisy(nn.Module):
     def __init__(self) -> None:
         super().__init__()
