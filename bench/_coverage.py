@@ -164,15 +164,24 @@ def sweep(title: str, names: Sequence[str], script: str, argv: Sequence[str] | N
     ap.add_argument("--timeout", type=int, default=900, help="seconds per model")
     ap.add_argument("--json", default="", help="also write the rows to this file")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per model (1: steady on a busy machine)")
+    ap.add_argument("--budget", type=float, default=0.0,
+                    help="seconds for the whole sweep: no model starts after it (0: no limit)")
     args = ap.parse_args(argv)
     chosen = [n for n in names if re.search(args.only, n)]
     rows: list[Row] = []
-    for name in chosen:
+    began = time.perf_counter()
+    not_run: list[str] = []
+    for i, name in enumerate(chosen):
+        if args.budget and time.perf_counter() - began > args.budget:
+            not_run = list(chosen[i:])
+            break
         rows.append(_run_isolated(script, name, args.ratio, args.timeout, args.threads))
         r = rows[-1]
         print(f"{name}: {'ok' if r.ok else 'FAIL'} {r.output} {r.seconds:.1f}s {r.error}", file=sys.stderr,
               flush=True)
     print_table(rows, title)
+    if not_run:
+        print(f"budget of {args.budget:.0f}s spent; not run ({len(not_run)}): {', '.join(not_run)}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump([asdict(r) for r in rows], f, indent=1)
