@@ -186,8 +186,25 @@ def ids(cases: Sequence[Case]) -> list[str]:
     return [c.name for c in cases]
 
 
-def make_tests(cases: Sequence[Case], examples: int = 6) -> tuple[Callable[..., None], Callable[..., None]]:
-    """The two tests every case file runs: random removals (hypothesis) and ratio 0.5 via prune()."""
+def one_per_rule(cases: Sequence[Case]) -> list[Case]:
+    """The first case of each (rule function, output kind, zero-invariance): ops sharing a family rule
+    take the same prune() path, which their random-removal cases already check op by op."""
+    from prunec.api import _load_builtins
+    from prunec.rules import RULES
+
+    _load_builtins()
+    chosen: dict[tuple[Any, ...], Case] = {}
+    for case in cases:
+        entry = RULES.get(case.ops[0]) if case.ops else None
+        key = (id(entry.rule) if entry else case.name, case.output, case.zero_invariant)
+        chosen.setdefault(key, case)
+    return list(chosen.values())
+
+
+def make_tests(cases: Sequence[Case], examples: int = 6, prune_half: Sequence[Case] | None = None
+               ) -> tuple[Callable[..., None], Callable[..., None]]:
+    """The two tests every case file runs: random removals (hypothesis) and ratio 0.5 via prune()
+    (on `prune_half`, default every case)."""
     import pytest
     from hypothesis import HealthCheck, given, settings
 
@@ -205,7 +222,9 @@ def make_tests(cases: Sequence[Case], examples: int = 6) -> tuple[Callable[..., 
         _, _, analysis = analysed(case)
         check_removal(case, data.draw(removal_strategy(analysis)))
 
-    @pytest.mark.parametrize("case", cases, ids=ids(cases))
+    half = list(cases if prune_half is None else prune_half)
+
+    @pytest.mark.parametrize("case", half, ids=ids(half))
     def test_prune_half_keeps_contract(case: Case) -> None:
         """prune(ratio=0.5) shrinks the coupled parameters and keeps the contract."""
         check_prune_half(case)

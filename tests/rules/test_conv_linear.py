@@ -229,4 +229,4 @@ CASES = [
     ),
 ]
 
-test_random_removal_keeps_contract, test_prune_half_keeps_contract = make_tests(CASES)
+test_random_removal_keeps_contract, test_prune_half_keeps_contract = make_tests(CASES, examples=4)

@@ -143,4 +143,4 @@ class _ChannelsLastLN(nn.Module):
         return self.ln(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
-test_random_removal_keeps_contract, test_prune_half_keeps_contract = make_tests(CASES)
+test_random_removal_keeps_contract, test_prune_half_keeps_contract = make_tests(CASES, examples=4)
