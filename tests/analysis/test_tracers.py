@@ -22,17 +22,24 @@ def _groups(analysis: prunec.Analysis) -> list[tuple]:
     ]
 
 
+# run-time checks torch.export inserts (before a dtype cast, say); eager code has nothing to record
+_EXPORT_ASSERTS = {"aten::_assert_tensor_metadata", "aten::_assert_scalar", "aten::_assert_async"}
+
+
+def _ops(analysis: prunec.Analysis) -> list[tuple]:
+    return [(op.name, op.op, op.origin) for op in analysis.graph.ops() if op.op not in _EXPORT_ASSERTS]
+
+
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_recording_matches_export_on_every_zoo_model(name):
-    """Same ops in the same order with the same names, same state values, same groups and pins."""
+    """Same ops (export's run-time asserts aside) in the same order with the same names, same state
+    values, same groups and pins."""
     entry = ZOO[name]
     model, inputs = entry.build().eval(), entry.example_inputs()
     rec = prunec.analyze(model, inputs, tracer="record")
     exp = prunec.analyze(model, inputs, tracer="export")
     assert isinstance(rec.source.exported, RecordedProgram)
-    assert [(op.name, op.op, op.origin) for op in rec.graph.ops()] == [
-        (op.name, op.op, op.origin) for op in exp.graph.ops()
-    ]
+    assert _ops(rec) == _ops(exp)
     # tied tensors may be listed at another position, so compare state and groups as sets
     assert sorted((v.param, v.aliases, v.shape) for v in rec.graph.state_values()) == sorted(
         (v.param, v.aliases, v.shape) for v in exp.graph.state_values()
