@@ -614,10 +614,16 @@ def einsum(node: OpView) -> RuleResult:
          "aten::native_batch_norm", "aten::instance_norm", "aten::_batch_norm_impl_index",
          "aten::cudnn_batch_norm", "aten::_native_batch_norm_legit_functional")
 def batch_norm(node: OpView) -> RuleResult:
-    """Per-channel affine map: out[c] = (x[c] - mean[c]) / sqrt(var[c]) * w[c] + b[c]."""
+    """Per-channel affine map: out[c] = (x[c] - mean[c]) / sqrt(var[c]) * w[c] + b[c]. With batch
+    statistics (training=True, instance norm, no running stats) mean and var are taken over every
+    other axis, so entries of those axes are mixed (weight standardization reshapes a conv's input
+    channels into one)."""
     x = node.input("input")
     y = node.output(0)
     facts: list[Fact] = [couple(x.axis(k), y.axis(k)) for k in range(x.rank)]
+    if _uses_batch_statistics(node):
+        facts += [reduces(x.axis(k), f"'{node.op}' takes statistics over this axis")
+                  for k in range(x.rank) if k != 1 and x.size(k) > 1]
     for port in ("weight", "bias", "running_mean", "running_var"):
         if (p := node.input_or_none(port)) is not None:
             facts.append(couple(x.axis(1), p.axis(0)))
@@ -625,6 +631,13 @@ def batch_norm(node: OpView) -> RuleResult:
         if extra.rank == 1 and extra.size(0) == x.size(1):
             facts.append(couple(x.axis(1), extra.axis(0)))
     return facts
+
+
+def _uses_batch_statistics(node: OpView) -> bool:
+    if node.op == "aten::_native_batch_norm_legit_no_training":
+        return False
+    flag = node.attr("use_input_stats" if node.op == "aten::instance_norm" else "training", False)
+    return bool(flag) or node.input_or_none("running_mean") is None
 
 
 @op_rule("aten::layer_norm", "aten::native_layer_norm", "aten::rms_norm", "aten::_fused_rms_norm")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import nn
 
 from tests.rules.harness import Case, make_tests
@@ -121,6 +122,16 @@ CASES = [
         ("aten::layer_norm", "aten::permute"),
         zero_invariant=False,
     ),
+    # batch statistics over a weight: the conv's input channels are mixed by the standardization
+    Case(
+        "batch_norm_weight_standardization",
+        lambda: conv_sandwich(_WSConv2d(8, 6, 3, padding=1), out=6),
+        image(),
+        (("a.weight", 0), ("op.weight", 1), ("a.bias", 0)),
+        ("aten::batch_norm", "aten::conv2d"),
+        output="either",
+        zero_invariant=False,
+    ),
     Case(
         "rms_norm",
         lambda: linear_sandwich(nn.RMSNorm(8)),
@@ -130,6 +141,15 @@ CASES = [
         zero_invariant=False,
     ),
 ]
+
+
+class _WSConv2d(nn.Conv2d):
+    """NFNet's weight-standardized conv (timm ScaledStdConv2d): each filter is normalized by a
+    batch-norm call with batch statistics over its input channels and taps."""
+
+    def forward(self, h):
+        w = F.batch_norm(self.weight.reshape(1, self.out_channels, -1), None, None, training=True, eps=1e-5)
+        return F.conv2d(h, w.reshape_as(self.weight), self.bias, padding=1)
 
 
 class _ChannelsLastLN(nn.Module):
