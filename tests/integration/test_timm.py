@@ -13,8 +13,9 @@ from tests.rules.harness import randomize_norm_stats
 
 timm = pytest.importorskip("timm")
 
-# name -> output kind: cs3darknet splits at fixed widths and rexnet slices its residual at a stored
-# width, so the same-class module follows only for some removals (None: either kind)
+# name -> output kind: cs3darknet splits at fixed widths (timm fixers resize them) and rexnet slices
+# its residual at a stored width, so the same-class module follows only for some removals (None:
+# either kind)
 MODELS: dict[str, str | None] = {
     "resnet10t": "module",  # deep stem, residual basic blocks
     "mobilenetv3_small_050": "module",  # squeeze-excitation, hard-swish, depthwise
@@ -25,7 +26,7 @@ MODELS: dict[str, str | None] = {
     "dla46_c": "module",  # deep layer aggregation (tree of concats)
     "rexnet_100": None,  # residuals onto a channel subset
     "ese_vovnet19b_dw": "module",  # one-shot aggregation with effective SE
-    "cs3darknet_s": "graph_module",  # cross-stage partial splits
+    "cs3darknet_s": None,  # cross-stage partial splits
 }
 
 
