@@ -58,6 +58,9 @@ def singular_rule(node: OpView) -> RuleResult:
                                           "from a removed one") for k in range(x.rank))]
 
 
+singular_rule.positionwise = True  # type: ignore[attr-defined]  # out[i] depends on in[i] only
+
+
 def singular_at_zero(*ops: str, registry: RuleRegistry | None = None) -> None:
     """Register unary elementwise ops that are infinite at 0 (log, reciprocal, rsqrt, ...)."""
     _reg(registry).register(ops, singular_rule, source=_caller())
@@ -104,6 +107,7 @@ def dividing(port: str, *ops: str, registry: RuleRegistry | None = None) -> None
     """Register broadcasting ops that divide by (or take the log of) the input on `port`."""
     def rule(node: OpView) -> RuleResult:
         return [*broadcasting_rule(node), *divisor_facts(node, port)]
+    rule.positionwise = True  # type: ignore[attr-defined]  # elementwise under broadcasting
     _reg(registry).register(ops, rule, source=_caller())
 
 

@@ -215,6 +215,9 @@ def pow_(node: OpView) -> RuleResult:
                     for k in range(base.rank)]
 
 
+type_as.positionwise = pow_.positionwise = True  # type: ignore[attr-defined]  # elementwise
+
+
 @op_rule("aten::repeat")
 def repeat(node: OpView) -> RuleResult:
     """y[i + k*n] = x[i] along each repeated axis."""
