@@ -355,7 +355,10 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
     params_before = count_params(model)
     ignore = _resolve_ignore(model, ignore)  # module objects name the user's model, not the copy
     working = model if inplace else copy.deepcopy(model)
-    analysis = analyze(working, inputs, ignore=ignore, strict=strict, rules=rules, attention=attention)
+    # the rewrite passes and module fixers were built on torch.export's graph; the recording is
+    # used by analyze() (equal groups, see tests/analysis/test_tracers.py) but not yet here
+    analysis = analyze(working, inputs, ignore=ignore, strict=strict, rules=rules, attention=attention,
+                       tracer="export")
     analysis = _restrict(analysis, kinds_t, zero_invariant_only)
     state = PruneState(model=working, inputs=inputs, analysis=analysis, target=tgt, round_to=round_to,
                        strict=strict, calibration=tuple(ExampleInputs.from_user(c) for c in calibration),
