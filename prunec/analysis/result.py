@@ -27,6 +27,8 @@ class Analysis:
     coupling: CouplingResult = field(repr=False)
     source: Any = field(default=None, repr=False)
     """The frontend's artifact (torch: TracedTorch; ONNX: the loaded model)."""
+    ignored: tuple[str, ...] = ()
+    """Module paths whose output channels were kept on request (`ignore=`)."""
 
     def group(self, group_id: int) -> Group:
         """The group with that id."""
