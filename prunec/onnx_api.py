@@ -230,6 +230,7 @@ def prune(model: OnnxLike, example_inputs: Any = None, *, ratio: float | None = 
     step("analyse")
     analysis = analyze(model, example_inputs, input_shapes=input_shapes, batch=batch, ignore=ignore, strict=strict,
                        rules=rules)
+    check_values(analysis.source, feeds)
     step("score")
     scores = score_groups(analysis, criterion)
     step("select")
@@ -244,6 +245,31 @@ def prune(model: OnnxLike, example_inputs: Any = None, *, ratio: float | None = 
         report_v = verify_pruned(analysis, pruned, keep, removed, feeds, seeds=seeds, tolerance=tolerance)
     report = _report(analysis, pruned, keep, removed, report_v, (f"uniform ratio {used_ratio:.4f} per group", *notes))
     return OnnxPruneResult(pruned, removed, report, analysis, report_v)
+
+
+def check_values(source: OnnxSource, feeds: Sequence[Mapping[str, np.ndarray]]) -> None:
+    """Example inputs of the declared dtypes, and finite initializers: scores and verification
+    need both (onnxruntime would reject the first; NaN would make every comparison vacuous)."""
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    declared = {vi.name: vi.type.tensor_type.elem_type for vi in source.model.graph.input}
+    for feed in feeds:
+        for name, value in feed.items():
+            want = declared.get(name)
+            if want and np.dtype(value.dtype) != np.dtype(tensor_dtype_to_np_dtype(want)):
+                raise InputError(f"example input {name!r} is {np.dtype(value.dtype).name}, but the model declares "
+                                 f"{np.dtype(tensor_dtype_to_np_dtype(want)).name}; convert it (e.g. .astype)")
+            if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+                raise InputError(f"example input {name!r} holds NaN or infinite values; pass finite inputs")
+    for t in source.model.graph.initializer:
+        if not source.tensors.is_float(t.name):
+            continue
+        values = source.tensors.array(t.name)
+        if not np.isfinite(values).all():
+            nan = int(np.isnan(values).sum())
+            raise InputError(f"initializer {t.name!r} holds {nan} NaN and {int((~np.isfinite(values)).sum()) - nan} "
+                             "infinite value(s); channel scores and verification need finite numbers. Repair the "
+                             "model before pruning.")
 
 
 def _report(analysis: Analysis, pruned: onnx.ModelProto, keep: np.ndarray, removed: tuple[RemovedGroup, ...],
