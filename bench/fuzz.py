@@ -1,6 +1,6 @@
 """Long fuzz run: random architectures pruned at random settings; prints counts and failures.
 
-    python bench/fuzz.py --cases 2000 [--seed S] [--start K]
+    python bench/fuzz.py --cases 2000 [--seed S] [--start K] [--onnx]
 
 Case i of seed S draws its spec from random.Random(S * 1_000_000 + i), so any failure is replayed
 with `--seed S --start i --cases 1`; its spec (JSON) is printed too, to paste into
@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 import torch  # noqa: E402
 
 from tests.fuzz.check import FAILURE, REFUSED, run_case, spec_text, summarize  # noqa: E402
+from tests.fuzz.check_onnx import SKIPPED, run_onnx_case  # noqa: E402
 from tests.fuzz.grammar import RandomChoices, generate  # noqa: E402
 
 
@@ -35,9 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", type=int, default=0, help="first case index (to run in chunks)")
     ap.add_argument("--max-blocks", type=int, default=6)
     ap.add_argument("--no-round-trip", action="store_true", help="skip the save/load round trips")
+    ap.add_argument("--onnx", action="store_true", help="also export each case to ONNX (where torch.onnx can) "
+                                                        "and prune the file")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     outcomes = []
+    onnx_outcomes = []
     failures = []
     kinds: dict[str, int] = {}
     refused: dict[str, int] = {}
@@ -53,6 +57,14 @@ def main(argv: list[str] | None = None) -> int:
             kinds[out.kind] = kinds.get(out.kind, 0) + 1
             print(f"FAILURE case {i} (seed {args.seed}): {out.kind}: {out.detail.splitlines()[0][:300]}",
                   flush=True)
+        if args.onnx:
+            onnx_out = run_onnx_case(spec)
+            onnx_outcomes.append(onnx_out)
+            if onnx_out.status == FAILURE:
+                failures.append((i, spec, onnx_out))
+                kinds[f"onnx-{onnx_out.kind}"] = kinds.get(f"onnx-{onnx_out.kind}", 0) + 1
+                print(f"FAILURE (onnx) case {i} (seed {args.seed}): {onnx_out.kind}: "
+                      f"{onnx_out.detail.splitlines()[0][:300]}", flush=True)
         if (i - args.start + 1) % 50 == 0:
             c = summarize(outcomes)
             print(f"  {i - args.start + 1} cases, {time.time() - t0:.0f}s: {c}", flush=True)
@@ -62,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'cases':>8} {'pruned':>8} {'pinned':>8} {'refused':>8} {'failures':>9}")
     print(f"{len(outcomes):>8} {counts['pruned']:>8} {counts['pinned']:>8} {counts['refused']:>8} "
           f"{counts['failure']:>9}")
+    if args.onnx:
+        exported = [o for o in onnx_outcomes if o.status != SKIPPED]
+        oc = summarize(exported)
+        print(f"\nONNX path (the same cases exported with torch.onnx; {len(onnx_outcomes) - len(exported)} not "
+              "exportable, skipped)")
+        print(f"{'cases':>8} {'pruned':>8} {'pinned':>8} {'refused':>8} {'failures':>9}")
+        print(f"{len(exported):>8} {oc['pruned']:>8} {oc['pinned']:>8} {oc['refused']:>8} {oc['failure']:>9}")
     if refused:
         print("refused by reason: " + ", ".join(f"{k}={n}" for k, n in sorted(refused.items())))
     if kinds:

@@ -230,7 +230,7 @@ def prune(model: OnnxLike, example_inputs: Any = None, *, ratio: float | None = 
     step("analyse")
     analysis = analyze(model, example_inputs, input_shapes=input_shapes, batch=batch, ignore=ignore, strict=strict,
                        rules=rules)
-    check_values(analysis.source, feeds)
+    check_values(analysis.source, feeds, analysis.groups)
     step("score")
     scores = score_groups(analysis, criterion)
     step("select")
@@ -247,9 +247,10 @@ def prune(model: OnnxLike, example_inputs: Any = None, *, ratio: float | None = 
     return OnnxPruneResult(pruned, removed, report, analysis, report_v)
 
 
-def check_values(source: OnnxSource, feeds: Sequence[Mapping[str, np.ndarray]]) -> None:
-    """Example inputs of the declared dtypes, and finite initializers: scores and verification
-    need both (onnxruntime would reject the first; NaN would make every comparison vacuous)."""
+def check_values(source: OnnxSource, feeds: Sequence[Mapping[str, np.ndarray]], analysis_groups: Sequence[Any] = ()
+                 ) -> None:
+    """Example inputs of the declared dtypes, and finite prunable initializers (the members of
+    `analysis_groups`): scores and verification need both."""
     from onnx.helper import tensor_dtype_to_np_dtype
 
     declared = {vi.name: vi.type.tensor_type.elem_type for vi in source.model.graph.input}
@@ -261,9 +262,10 @@ def check_values(source: OnnxSource, feeds: Sequence[Mapping[str, np.ndarray]]) 
                                  f"{np.dtype(tensor_dtype_to_np_dtype(want)).name}; convert it (e.g. .astype)")
             if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
                 raise InputError(f"example input {name!r} holds NaN or infinite values; pass finite inputs")
+    members = {m.param for g in analysis_groups for m in g.members}
     for t in source.model.graph.initializer:
-        if not source.tensors.is_float(t.name):
-            continue
+        if t.name not in members or not source.tensors.is_float(t.name):
+            continue  # constants may hold -inf on purpose (attention masks)
         values = source.tensors.array(t.name)
         if not np.isfinite(values).all():
             nan = int(np.isnan(values).sum())

@@ -47,6 +47,29 @@ REGRESSIONS = {
 }
 
 
+# the same, replayed on the ONNX path (the spec's model exported with torch.onnx)
+ONNX_REGRESSIONS = {
+    "intentional_minus_inf_constant": (
+        '{"batch":2,"blocks":[{"bias":true,"causal":true,"head_dim":6,"heads":4,"how":"manual","kv_heads":2,'
+        '"norm":null,"op":"attn"},{"bias":false,"causal":true,"head_dim":5,"heads":3,"how":"repeat","kv_heads":1,'
+        '"norm":"rms","op":"attn"},{"op":"pos_embed"},{"op":"gru","out":7},{"op":"cast"}],"dtype":"float32",'
+        '"head":{"kind":"lm","out":4,"tied":false},"input":{"dim":2,"kind":"tokens","tokens":3,"vocab":17},'
+        '"prune":{"criterion":"l2","ignore_pick":null,"output":"auto","ratio":0.3,"round_to":4},"save":true,'
+        '"seed":5542}',
+        PRUNED, "the NaN/Inf check refused a -inf causal-mask constant; it now checks prunable initializers only"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ONNX_REGRESSIONS))
+def test_onnx_fuzz_regression(name):
+    """The exported spec that once failed on the ONNX path now prunes with the contract intact."""
+    from tests.fuzz.check_onnx import run_onnx_case
+
+    text, expected, _why = ONNX_REGRESSIONS[name]
+    outcome = run_onnx_case(json.loads(text))
+    assert outcome.status == expected, str(outcome)
+
+
 @pytest.mark.parametrize("name", sorted(REGRESSIONS))
 def test_fuzz_regression(name):
     """The spec that once failed now prunes (or pins) with the contract intact, save/load included."""

@@ -82,3 +82,25 @@ def test_meta_model_cannot_be_saved(tmp_path):
     with pytest.raises(prunec.InputError, match=r"cannot save 'conv1.weight': it is on the meta device"):
         prunec.save(result, tmp_path / "meta")
     assert list(tmp_path.iterdir()) == []
+
+
+class _MaskedSoftmax(nn.Module):
+    """A persistent buffer holding -inf on purpose (a spatial attention mask), outside every group."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 1)
+        self.head = nn.Conv2d(8, 2, 1)
+        mask = torch.zeros(1, 1, 1, 4)
+        mask[..., -1] = float("-inf")
+        self.register_buffer("mask", mask)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x))).add(self.mask).softmax(-1)
+
+
+def test_intentional_infinite_buffer_is_accepted():
+    """-inf in a mask buffer that no group prunes is not an error: the model prunes and verifies."""
+    model = _MaskedSoftmax().eval()
+    result = prunec.prune(model, torch.randn(2, 3, 4, 4), ratio=0.5)
+    assert result.verification.passed and result.model.conv.out_channels == 4
