@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests.fuzz
 
-import torch  # noqa: E402
+import torch
 
-from tests.fuzz.check import FAILURE, REFUSED, run_case, spec_text, summarize  # noqa: E402
-from tests.fuzz.check_onnx import SKIPPED, run_onnx_case  # noqa: E402
-from tests.fuzz.grammar import RandomChoices, generate  # noqa: E402
+from tests.fuzz.check import FAILURE, REFUSED, run_case, spec_text, summarize
+from tests.fuzz.check_onnx import SKIPPED, run_onnx_case
+from tests.fuzz.grammar import RandomChoices, generate
 
 
 def case_seed(seed: int, index: int) -> int:
@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", type=int, default=0, help="first case index (to run in chunks)")
     ap.add_argument("--max-blocks", type=int, default=6)
     ap.add_argument("--no-round-trip", action="store_true", help="skip the save/load round trips")
-    ap.add_argument("--onnx", action="store_true", help="also export each case to ONNX (where torch.onnx can) "
-                                                        "and prune the file")
+    ap.add_argument("--onnx", action="store_true",
+                    help="also export each case to ONNX (where torch.onnx can) and prune the file")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     outcomes = []
@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.onnx:
         exported = [o for o in onnx_outcomes if o.status != SKIPPED]
         oc = summarize(exported)
-        print(f"\nONNX path (the same cases exported with torch.onnx; {len(onnx_outcomes) - len(exported)} not "
-              "exportable, skipped)")
+        skipped = len(onnx_outcomes) - len(exported)
+        print(f"\nONNX path (the same cases exported with torch.onnx; {skipped} not exportable, skipped)")
         print(f"{'cases':>8} {'pruned':>8} {'pinned':>8} {'refused':>8} {'failures':>9}")
         print(f"{len(exported):>8} {oc['pruned']:>8} {oc['pinned']:>8} {oc['refused']:>8} {oc['failure']:>9}")
     if refused:

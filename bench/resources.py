@@ -1,5 +1,6 @@
-"""Resource safety: analysis of a 1,000-layer model and of a Llama-7B-shaped model on meta tensors
-stays within stated memory.
+"""Resource safety: analysis of big models stays within stated memory.
+
+Cases: a 1,000-layer model (analysis, and a full prune), and a Llama-7B-shaped model on meta tensors.
 
     python bench/resources.py            # every case, each in its own interpreter
     python bench/resources.py --case llama7b_meta
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-
 import resource
 import subprocess
 import sys

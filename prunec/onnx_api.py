@@ -247,8 +247,8 @@ def prune(model: OnnxLike, example_inputs: Any = None, *, ratio: float | None = 
     return OnnxPruneResult(pruned, removed, report, analysis, report_v)
 
 
-def check_values(source: OnnxSource, feeds: Sequence[Mapping[str, np.ndarray]], analysis_groups: Sequence[Any] = ()
-                 ) -> None:
+def check_values(source: OnnxSource, feeds: Sequence[Mapping[str, np.ndarray]],
+                 analysis_groups: Sequence[Any] = ()) -> None:
     """Example inputs of the declared dtypes, and finite prunable initializers (the members of
     `analysis_groups`): scores and verification need both."""
     from onnx.helper import tensor_dtype_to_np_dtype
@@ -257,9 +257,10 @@ def check_values(source: OnnxSource, feeds: Sequence[Mapping[str, np.ndarray]], 
     for feed in feeds:
         for name, value in feed.items():
             want = declared.get(name)
-            if want and np.dtype(value.dtype) != np.dtype(tensor_dtype_to_np_dtype(want)):
-                raise InputError(f"example input {name!r} is {np.dtype(value.dtype).name}, but the model declares "
-                                 f"{np.dtype(tensor_dtype_to_np_dtype(want)).name}; convert it (e.g. .astype)")
+            expected = np.dtype(tensor_dtype_to_np_dtype(want)) if want else None
+            if expected is not None and np.dtype(value.dtype) != expected:
+                raise InputError(f"example input {name!r} is {np.dtype(value.dtype).name}, but the model "
+                                 f"declares {expected.name}; convert it (e.g. .astype)")
             if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
                 raise InputError(f"example input {name!r} holds NaN or infinite values; pass finite inputs")
     members = {m.param for g in analysis_groups for m in g.members}
@@ -269,9 +270,9 @@ def check_values(source: OnnxSource, feeds: Sequence[Mapping[str, np.ndarray]], 
         values = source.tensors.array(t.name)
         if not np.isfinite(values).all():
             nan = int(np.isnan(values).sum())
-            raise InputError(f"initializer {t.name!r} holds {nan} NaN and {int((~np.isfinite(values)).sum()) - nan} "
-                             "infinite value(s); channel scores and verification need finite numbers. Repair the "
-                             "model before pruning.")
+            inf = int((~np.isfinite(values)).sum()) - nan
+            raise InputError(f"initializer {t.name!r} holds {nan} NaN and {inf} infinite value(s); channel "
+                             "scores and verification need finite numbers. Repair the model before pruning.")
 
 
 def _report(analysis: Analysis, pruned: onnx.ModelProto, keep: np.ndarray, removed: tuple[RemovedGroup, ...],

@@ -74,18 +74,19 @@ def save(result: Any, path: str | os.PathLike[str]) -> Path:
     Raises:
         InputError: the result cannot be saved (meta tensors, an output kind without a plan) or
             `path` is something other than a prunec save.
+
     """
     from prunec import __version__
 
     target = Path(path)
     _check_destination(target)
+    if result.output_kind == "onnx":
+        raise InputError("an ONNX result is saved as an ONNX file: result.save('pruned.onnx') (no plan is "
+                         "needed, the file holds the pruned graph and weights)")
     if result.output_kind not in OUTPUT_KINDS:
         raise InputError(f"cannot save a result of output kind {result.output_kind!r}: plans reproduce "
                          f"{' and '.join(OUTPUT_KINDS)} outputs only")
-    source = getattr(result.analysis, "source", None)
-    if source is None or not hasattr(source, "inputs"):
-        raise InputError("this result was not traced from a torch model; save its model with the "
-                         "format of its frontend instead (e.g. onnx.save for ONNX results)")
+    source = result.analysis.source
     tensors, aliases = _unique_tensors(result.model)
     entries = [tuple(e) for e in result.source_state]
     plan = {
@@ -197,7 +198,8 @@ def _encode_inputs(inputs: Any) -> dict[str, Any]:
         raise _NotEncodable(type(v).__name__)
 
     try:
-        return {"args": [enc(a) for a in inputs.args], "kwargs": {k: enc(v) for k, v in inputs.kwargs.items()}}
+        return {"args": [enc(a) for a in inputs.args],
+                "kwargs": {k: enc(v) for k, v in inputs.kwargs.items()}}
     except _NotEncodable as exc:
         return {"unsupported": str(exc)}
 
@@ -232,9 +234,10 @@ def read_plan(path: str | os.PathLike[str]) -> dict[str, Any]:
         from prunec import __version__
 
         raise PlanError(f"the plan at {str(path)!r} uses plan format {version}, written by prunec "
-                        f"{plan.get('prunec_version', '?')}; this prunec ({__version__}) reads plan formats up "
-                        f"to {PLAN_VERSION}. Upgrade prunec to load it.")
-    missing = [k for k in ("model", "output_kind", "inputs", "removed", "pruned_state", "weights") if k not in plan]
+                        f"{plan.get('prunec_version', '?')}; this prunec ({__version__}) reads plan formats "
+                        f"up to {PLAN_VERSION}. Upgrade prunec to load it.")
+    required = ("model", "output_kind", "inputs", "removed", "pruned_state", "weights")
+    missing = [k for k in required if k not in plan]
     if missing:
         raise PlanError(f"{str(file)!r} lacks {', '.join(missing)}; the plan is incomplete: save it again")
     return plan
@@ -257,6 +260,7 @@ def load(path: str | os.PathLike[str], model: nn.Module, *, example_inputs: Any 
 
     Raises:
         PlanError: the files are missing, corrupt, of a newer format, or do not match `model`.
+
     """
     from prunec.api import analyze
 
@@ -356,8 +360,11 @@ def _decode_inputs(plan: dict[str, Any], model: nn.Module) -> Any:
 
 
 def _keep_mask(plan: dict[str, Any], analysis: Any) -> np.ndarray:
-    """Atoms to keep: drop the components of every removed member slice, then check that this
-    removes exactly the plan's slices (so the model's channel structure is the one pruned)."""
+    """Atoms to keep, from the plan's member slices.
+
+    Drops the components of every removed member slice, then checks that this removes exactly the
+    plan's slices (so the model's channel structure is the one that was pruned).
+    """
     cr = analysis.coupling
     table = cr.atoms
     value_of = {}
@@ -389,10 +396,12 @@ def _keep_mask(plan: dict[str, Any], analysis: Any) -> np.ndarray:
             size = analysis.graph.value(value_of[name].name).shape[dim]
             actual[(name, dim)] = set(range(size)) - {int(i) for i in kept}
     if actual != expected:
-        diff = sorted(set(actual) ^ set(expected)) or sorted(k for k in actual if actual[k] != expected.get(k))
+        diff = sorted(set(actual) ^ set(expected))
+        diff = diff or sorted(k for k in actual if actual[k] != expected.get(k))
+        where = ", ".join(f"{n}[dim {d}]" for n, d in diff[:4])
         raise PlanError(f"the plan does not fit this model's channel groups (applying it here would change "
-                        f"{', '.join(f'{n}[dim {d}]' for n, d in diff[:4])} differently); the model or the op "
-                        "rules differ from the ones that were pruned")
+                        f"{where} differently); the model or the op rules differ from the ones that were "
+                        "pruned")
     return keep
 
 
@@ -410,6 +419,7 @@ def _fill_weights(pruned: nn.Module, weights: dict[str, torch.Tensor], plan: dic
     try:
         pruned.load_state_dict(full, strict=True)
     except RuntimeError as exc:
-        raise PlanError(f"the saved weights do not fit the rebuilt model: {str(exc).splitlines()[0]}") from exc
+        first = str(exc).splitlines()[0]
+        raise PlanError(f"the saved weights do not fit the rebuilt model: {first}") from exc
 
 

@@ -32,7 +32,8 @@ class Progress:
         if progress is not None and not isinstance(progress, bool) and not callable(progress):
             from prunec.errors import InputError
 
-            raise InputError(f"progress= takes True, False, None or a callable, got {type(progress).__name__}")
+            raise InputError("progress= takes True, False, None or a callable, got "
+                             f"{type(progress).__name__}")
         self.total = total
         self.index = 0
         self._callback = progress if callable(progress) and not isinstance(progress, bool) else None

@@ -4,9 +4,9 @@ import hashlib
 import sys
 
 import torch
+from prunec.zoo import ZOO
 
 import prunec
-from prunec.zoo import ZOO
 
 
 def digest(name: str) -> str:

@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 import torch
+from prunec.zoo import ZOO
 
 import prunec
-from prunec.zoo import ZOO
 from tests.determinism_probe import digest
 from tests.fuzz.build import build
 from tests.fuzz.grammar import RandomChoices, generate

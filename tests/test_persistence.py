@@ -5,11 +5,11 @@ import struct
 
 import pytest
 import torch
+from prunec.zoo import ZOO
+from prunec.zoo.resnet import BasicBlock, ResNet
 
 import prunec
 from prunec.persistence import PLAN_FILE, PLAN_VERSION, WEIGHTS_FILE, fingerprint, state_entries
-from prunec.zoo import ZOO
-from prunec.zoo.resnet import BasicBlock, ResNet
 from tests.helpers import state_hash
 from tests.hostile.common import tree_bytes, tree_names
 
@@ -188,3 +188,15 @@ def test_tied_weights_are_stored_once(tmp_path):
     assert plan["weights"]["aliases"] == {"head.weight": "tok.weight"}
     loaded = prunec.load(tmp_path / "gpt", entry.build())
     assert loaded.get_parameter("head.weight") is loaded.get_parameter("tok.weight")
+
+
+def test_onnx_results_are_saved_as_onnx_files(tmp_path):
+    """prunec.save on an ONNX result points to result.save; nothing is written."""
+    from tests.onnx.helpers import export_zoo
+
+    result = prunec.prune(export_zoo("vgg_bn", str(tmp_path)), ratio=0.5)
+    before = tree_names(tmp_path)
+    with pytest.raises(prunec.InputError, match=r"an ONNX result is saved as an ONNX file: "
+                                                r"result.save\('pruned.onnx'\)"):
+        prunec.save(result, tmp_path / "plan")
+    assert tree_names(tmp_path) == before

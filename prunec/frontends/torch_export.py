@@ -112,7 +112,8 @@ def trace(model: torch.nn.Module, inputs: ExampleInputs) -> TracedTorch:
     return _build(model, ep, inputs, calls)
 
 
-def _check_program_runs(model: torch.nn.Module, ep: torch.export.ExportedProgram, inputs: ExampleInputs) -> None:
+def _check_program_runs(model: torch.nn.Module, ep: torch.export.ExportedProgram,
+                        inputs: ExampleInputs) -> None:
     """The traced program must run on the inputs it was traced with: every later step (reference,
     GraphModule output) executes it. It can fail where tracing predicted other memory layouts
     than eager execution produces (a .view() of a channels-last tensor)."""
@@ -128,10 +129,10 @@ def _check_program_runs(model: torch.nn.Module, ep: torch.export.ExportedProgram
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise TraceError(
             f"torch.export traced {type(model).__name__}, but the traced program fails on the same inputs "
-            f"{inputs.describe()}{f' at node {node!r}' if node else ''}{f' (from {where})' if where else ''}: "
-            f"{type(exc).__name__}: {first.rstrip('.')}. Tracing and eager execution disagree there, typically on the "
-            "memory layout of a tensor (channels-last or transposed) before a .view(); use .reshape() "
-            "there, or pass contiguous inputs.") from exc
+            f"{inputs.describe()}{f' at node {node!r}' if node else ''}{f' (from {where})' if where else ''}"
+            f": {type(exc).__name__}: {first.rstrip('.')}. Tracing and eager execution disagree there, "
+            "typically on the memory layout of a tensor (channels-last or transposed) before a .view(); "
+            "use .reshape() there, or pass contiguous inputs.") from exc
 
 
 def _failing_node(program: torch.fx.GraphModule, exc: BaseException) -> tuple[str | None, str | None]:
@@ -205,8 +206,9 @@ def _raise_trace_error(model: torch.nn.Module, inputs: ExampleInputs, exc: Excep
     raise TraceError(
         f"torch.export could not trace {type(model).__name__} on inputs {inputs.describe()}: {construct}"
         f"{f', at {where}' if where else ''} ({type(exc).__name__}: {first}). Rewrite that construct with "
-        "tensor ops (torch.where, torch.cond), move it into a torch.library custom op (prunec then keeps "
-        "its channels unpruned), or prune a submodule that traces: prunec.prune(model.<child>, ...).") from exc
+        "tensor ops (torch.where, torch.cond), move it into a torch.library custom op (prunec then "
+        "keeps its channels unpruned), or prune a submodule that traces: "
+        "prunec.prune(model.<child>, ...).") from exc
 
 
 def _build(model: torch.nn.Module, ep: torch.export.ExportedProgram, inputs: ExampleInputs,

@@ -9,8 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunec.zoo import randomize_norms
-
 Spec = dict[str, Any]
 
 
@@ -657,7 +655,7 @@ class TiedAutoencoder(nn.Module):
 
 
 class SplitInt(nn.Module):
-    """x.split(size, dim=1): many parts (the last one shorter), each through its own 1x1 conv, concatenated."""
+    """x.split(size, dim=1): many parts (the last one shorter), each through its own 1x1 conv, then cat."""
 
     def __init__(self, c: int, size: int, each: int) -> None:
         super().__init__()
@@ -666,7 +664,7 @@ class SplitInt(nn.Module):
         self.convs = nn.ModuleList(nn.Conv2d(w, each, 1) for w in widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([conv(p) for conv, p in zip(self.convs, x.split(self.size, dim=1))], 1)
+        return torch.cat([conv(p) for conv, p in zip(self.convs, x.split(self.size, dim=1), strict=True)], 1)
 
 
 class Chunk3(nn.Module):

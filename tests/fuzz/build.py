@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from prunec.zoo import randomize_norms
 from torch import nn
 
-from prunec.zoo import randomize_norms
 from tests.fuzz import blocks as B
 
 Spec = dict[str, Any]
@@ -170,7 +170,7 @@ class _Builder:
 
     def _split(self, spec: Spec, c: int) -> nn.Module:
         outs, parts = [], []
-        for width, body in zip((spec["at"], c - spec["at"]), spec["parts"]):
+        for width, body in zip((spec["at"], c - spec["at"]), spec["parts"], strict=True):
             self.c = width
             parts.append(self.image_seq(body))
             outs.append(self.c)
@@ -197,7 +197,7 @@ class _Builder:
             return B.RawMatmul(d, spec["out"])
         if op == "split":
             outs, parts = [], []
-            for width, body in zip((spec["at"], d - spec["at"]), spec["parts"]):
+            for width, body in zip((spec["at"], d - spec["at"]), spec["parts"], strict=True):
                 self.d = width
                 parts.append(nn.Sequential(*[self.seq(s) for s in body]))
                 outs.append(self.d)

@@ -126,7 +126,7 @@ def run_case(spec: dict[str, Any], *, round_trip: bool | None = None) -> Outcome
     """Build, prune and check one spec; never raises."""
     try:
         model, x = build(spec)
-    except Exception as exc:  # noqa: BLE001 - a generator bug is reported like any failure
+    except Exception as exc:
         return Outcome(FAILURE, f"spec does not build: {type(exc).__name__}: {exc}", "generator")
     kwargs = prune_kwargs(spec, model)
     before = state_hash(model)
@@ -144,12 +144,12 @@ def run_case(spec: dict[str, Any], *, round_trip: bool | None = None) -> Outcome
         return Outcome(FAILURE, str(exc), "mismatch")
     except (prunec.PassOrderError, prunec.PostconditionError, prunec.PipelineSyntaxError) as exc:
         return Outcome(FAILURE, f"{type(exc).__name__}: {exc}", "internal")
-    except Exception as exc:  # noqa: BLE001 - every other exception is a bug to report
+    except Exception as exc:
         tb = traceback.format_exc(limit=-4)
         return Outcome(FAILURE, f"{type(exc).__name__}: {exc}\n{tb}", "internal")
     try:
         return _check_result(spec, model, x, kwargs, before, result, round_trip)
-    except Exception as exc:  # noqa: BLE001 - e.g. the pruned model raises at another batch size
+    except Exception as exc:
         tb = traceback.format_exc(limit=-4)
         return Outcome(FAILURE, f"checking the result raised {type(exc).__name__}: {exc}\n{tb}", "contract")
 
@@ -174,7 +174,7 @@ def _check_result(spec: dict[str, Any], model: torch.nn.Module, x: Any, kwargs: 
     if round_trip if round_trip is not None else spec.get("save", False):
         try:
             problem = _round_trip(spec, result, x)
-        except Exception as exc:  # noqa: BLE001 - save/load must not fail on a valid result
+        except Exception as exc:
             problem = f"save/load raised {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-4)}"
         if problem:
             return Outcome(FAILURE, problem, "persistence")

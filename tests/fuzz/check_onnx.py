@@ -35,14 +35,14 @@ def _export(model: torch.nn.Module, x: Any, path: Path) -> tuple[dict[str, np.nd
             warnings.simplefilter("ignore")
             try:
                 torch.onnx.export(model, args, str(path), dynamo=False, input_names=names, opset_version=17)
-            except Exception:  # noqa: BLE001 - then try the dynamo-based exporter (more ops, e.g. RMSNorm)
+            except Exception:
                 torch.onnx.export(model, args, str(path), dynamo=True, input_names=names, opset_version=18,
                                   external_data=False, verbose=False)
-        feeds = {n: a.numpy() for n, a in zip(names, args)}
+        feeds = {n: a.numpy() for n, a in zip(names, args, strict=True)}
         with torch.no_grad():
             want = torch.utils._pytree.tree_flatten(model(*args))[0]
         got = run(onnx.load(str(path)), feeds)
-    except Exception as exc:  # noqa: BLE001 - not exportable (or not runnable): not a prunec case
+    except Exception as exc:
         return {}, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
     want_np = [w.detach().numpy() for w in want if isinstance(w, torch.Tensor)]
     if len(got) != len(want_np) or relative_diff(got, want_np) > 1e-4:
@@ -57,7 +57,8 @@ def _fresh(feeds: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
         if np.issubdtype(v.dtype, np.integer):
             out[k] = rng.integers(int(v.min()), int(v.max()) + 1, v.shape).astype(v.dtype)
         else:
-            out[k] = (rng.standard_normal(v.shape) * max(float(v.std()), 1e-3) + float(v.mean())).astype(v.dtype)
+            noise = rng.standard_normal(v.shape) * max(float(v.std()), 1e-3)
+            out[k] = (noise + float(v.mean())).astype(v.dtype)
     return out
 
 
@@ -87,11 +88,11 @@ def _prune_file(spec: dict[str, Any], path: Path, feeds: dict[str, np.ndarray]) 
         return Outcome(FAILURE, f"TargetError: {exc}", "internal")
     except prunec.VerificationError as exc:
         return Outcome(FAILURE, str(exc), "mismatch")
-    except Exception as exc:  # noqa: BLE001 - anything else on an exportable model is a bug to look at
+    except Exception as exc:
         return Outcome(FAILURE, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-4)}", "internal")
     try:
         return _check(path, before, feeds, result)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return Outcome(FAILURE, f"checking raised {type(exc).__name__}: {exc}", "contract")
 
 

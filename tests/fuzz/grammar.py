@@ -180,13 +180,14 @@ class _Gen:
                     total += c
                     continue
                 inner = _Image(c, s.size)
-                branches.append(self.keep_size(inner, s.size, self.image_body(inner, depth, end=self.width(1, 12))))
+                body = self.image_body(inner, depth, end=self.width(1, 12))
+                branches.append(self.keep_size(inner, s.size, body))
                 total += inner.channels
             s.channels = total
             return {"op": "concat", "branches": branches}
         if op == "split" and c >= 2:
             at = self.ch.integer(1, c - 1)
-            how = self.ch.pick(("split", "slice", "chunk")) if c % 2 == 0 else self.ch.pick(("split", "slice"))
+            how = self.ch.pick(("split", "slice", "chunk") if c % 2 == 0 else ("split", "slice"))
             if how == "chunk":
                 at = c // 2
             merge = self.ch.pick(("cat", "add", "first"))
@@ -227,8 +228,8 @@ class _Gen:
             s.channels = c // radix
             return {"op": "grouped_sum", "radix": radix}
         if op == "fn":
-            kind = self.ch.pick(("normalize", "softmax", "gate_first", "max_c", "glu", "flip", "roll", "cumsum",
-                                 "shape_scalar", "manual_mean", "inplace", "index"))
+            kind = self.ch.pick(("normalize", "softmax", "gate_first", "max_c", "glu", "flip", "roll",
+                                 "cumsum", "shape_scalar", "manual_mean", "inplace", "index"))
             if kind == "glu":
                 if c % 2:
                     kind = "normalize"
@@ -339,8 +340,8 @@ class _Gen:
         if op == "bn1d":
             return {"op": "bn1d"}
         if op == "fn":
-            kind = self.ch.pick(("normalize", "softmax", "gate_first", "max_c", "select_token", "flip", "cumsum",
-                                 "shape_scalar", "manual_mean", "inplace", "index"))
+            kind = self.ch.pick(("normalize", "softmax", "gate_first", "max_c", "select_token", "flip",
+                                 "cumsum", "shape_scalar", "manual_mean", "inplace", "index"))
             return {"op": "fn", "kind": kind}
         if op == "cat_self" and d <= 12:
             s.dim = 2 * d

@@ -22,7 +22,8 @@ EXAMPLES = int(os.environ.get("PRUNEC_FUZZ_ONNX_EXAMPLES", "12"))
 @given(st.data())
 def test_random_architectures_prune_correctly_as_onnx(data):
     """Exported models: the contract holds in onnxruntime and the file shrinks, or channels are pinned;
-    no internal error, no mismatch, the input file unchanged."""
+    no internal error, no mismatch, the input file unchanged.
+    """
     spec = generate(HypothesisChoices(data), max_blocks=4)
     note(f"spec: {spec_text(spec)}")
     outcome = run_onnx_case(spec)

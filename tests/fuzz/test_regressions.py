@@ -90,7 +90,7 @@ class _DivByParam(nn.Module):
 
 
 def test_division_by_pruned_channels_is_not_zero_invariant():
-    """x / scale[c]: removed channels of the divisor are verified against the removal reference."""
+    """X / scale[c]: removed channels of the divisor are verified against the removal reference."""
     model = _DivByParam().eval()
     x = torch.randn(2, 3, 4, 4)
     result = prunec.prune(model, x, ratio=0.5)

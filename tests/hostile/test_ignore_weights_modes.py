@@ -44,7 +44,8 @@ def test_non_finite_weights(where, value, match):
 
 def test_training_mode_with_dropout_verifies_deterministically():
     """A model in training mode (dropout p=0.5, batch norm): five prunes all verify exactly, return the
-    same-class model still in training mode, and leave the original (running stats too) untouched."""
+    same-class model still in training mode, and leave the original (running stats too) untouched.
+    """
     model, x = small()
     model.train()
     before = snapshot(model)

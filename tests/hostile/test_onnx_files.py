@@ -1,5 +1,6 @@
 """Hostile ONNX inputs: corrupt, truncated or non-ONNX files, unsupported opsets, NaN weights, inputs of
-the wrong shape or dtype. Each raises its own error class and message, and no file changes."""
+the wrong shape or dtype. Each raises its own error class and message, and no file changes.
+"""
 
 import warnings
 

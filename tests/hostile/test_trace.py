@@ -1,5 +1,6 @@
 """Models torch.export cannot trace: TraceError names the construct and where it is, and suggests
-the fallbacks; the model is untouched."""
+the fallbacks; the model is untouched.
+"""
 
 import pytest
 import torch
@@ -70,7 +71,8 @@ def test_untraceable_model_fails_analyze_the_same_way():
 
 class _LayoutTrap(nn.Module):
     """Eager execution makes the pooled map channels-last here while tracing predicts contiguous, so
-    torch.export drops the .contiguous() and the traced program's .view() fails."""
+    torch.export drops the .contiguous() and the traced program's .view() fails.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -89,7 +91,8 @@ class _LayoutTrap(nn.Module):
 
 def test_traced_program_that_fails_where_eager_runs():
     """The traced program is run once on the example inputs; where it fails, TraceError names the node
-    and the line of user code, and suggests .reshape()."""
+    and the line of user code, and suggests .reshape().
+    """
     model = _LayoutTrap().eval()
     with torch.no_grad():
         model(torch.randn(2, 2, 8, 8))  # eager execution is fine
