@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", type=int, default=0, help="first case index (to run in chunks)")
     ap.add_argument("--max-blocks", type=int, default=6)
     ap.add_argument("--no-round-trip", action="store_true", help="skip the save/load round trips")
+    ap.add_argument("--time-limit", type=float, default=None,
+                    help="stop after the case running when this many seconds have passed (counts still print)")
     ap.add_argument("--onnx", action="store_true",
                     help="also export each case to ONNX (where torch.onnx can) and prune the file")
     args = ap.parse_args(argv)
@@ -47,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     refused: dict[str, int] = {}
     t0 = time.time()
     for i in range(args.start, args.start + args.cases):
+        if args.time_limit is not None and time.time() - t0 > args.time_limit:
+            print(f"time limit {args.time_limit:.0f}s reached after {len(outcomes)} of {args.cases} cases",
+                  flush=True)
+            break
         spec = generate(RandomChoices(case_seed(args.seed, i)), max_blocks=args.max_blocks)
         out = run_case(spec, round_trip=False if args.no_round_trip else None)
         outcomes.append(out)
@@ -69,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             c = summarize(outcomes)
             print(f"  {i - args.start + 1} cases, {time.time() - t0:.0f}s: {c}", flush=True)
     counts = summarize(outcomes)
-    print(f"\nfuzz seed {args.seed}, cases {args.start}..{args.start + args.cases - 1}, "
+    print(f"\nfuzz seed {args.seed}, cases {args.start}..{args.start + len(outcomes) - 1}, "
           f"{time.time() - t0:.0f}s")
     print(f"{'cases':>8} {'pruned':>8} {'pinned':>8} {'refused':>8} {'failures':>9}")
     print(f"{len(outcomes):>8} {counts['pruned']:>8} {counts['pinned']:>8} {counts['refused']:>8} "
