@@ -13,7 +13,8 @@ def digest(name: str) -> str:
     """sha256 of the analysis text, the removed slices, the report's pins and the pruned state."""
     entry = ZOO[name]
     model, x = entry.build(), entry.example_inputs()
-    result = prunec.prune(model, x, ratio=0.4, ignore=["layers.1"] if name == "resnet_basic" else ())
+    ignore = ["layers.1"] if name == "resnet_basic" else ()
+    result = prunec.prune(model, x, ratio=0.4, verify=False, ignore=ignore)
     h = hashlib.sha256()
     h.update(str(result.analysis).encode())
     h.update(repr([(g.group_id, g.channels, g.members) for g in result.removed]).encode())

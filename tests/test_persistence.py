@@ -37,7 +37,7 @@ def test_zoo_round_trip_is_bit_exact(name, tmp_path):
     """Every zoo model: save, load onto a freshly built original: identical weights and outputs."""
     entry = ZOO[name]
     example = entry.example_inputs()
-    result = prunec.prune(entry.build(), example, ratio=0.5)
+    result = prunec.prune(entry.build(), example, ratio=0.5, verify=False)  # verified in tests/zoo
     prunec.save(result, tmp_path / "pruned")
     fresh = _rerandomized(entry)
     before = state_hash(fresh)
@@ -200,3 +200,44 @@ def test_onnx_results_are_saved_as_onnx_files(tmp_path):
                                                 r"result.save\('pruned.onnx'\)"):
         prunec.save(result, tmp_path / "plan")
     assert tree_names(tmp_path) == before
+
+
+def _edit_plan(change):
+    def edit(root):
+        plan = json.loads((root / PLAN_FILE).read_text())
+        change(plan)
+        (root / PLAN_FILE).write_text(json.dumps(plan))
+    return edit
+
+
+def _truncate(name, keep):
+    def edit(root):
+        (root / name).write_bytes((root / name).read_bytes()[:keep])
+    return edit
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda root: (root / PLAN_FILE).unlink(), r"no pruning plan at .* \(expected plan.json inside it"),
+    (_truncate(PLAN_FILE, 40), r"plan.json' is not valid JSON .*corrupt or truncated: save the pruned model"),
+    (lambda root: (root / PLAN_FILE).write_text('{"format": "other"}'), r"is not a prunec plan"),
+    (_edit_plan(lambda p: p.update(format_version=PLAN_VERSION + 1, prunec_version="9.0")),
+     rf"uses plan format {PLAN_VERSION + 1}, written by prunec 9.0; this prunec .* reads plan formats up to "
+     rf"{PLAN_VERSION}. Upgrade prunec to load it"),
+    (_edit_plan(lambda p: p.update(format_version="1")), r"has an invalid format_version '1'"),
+    (_edit_plan(lambda p: p.pop("removed")), r"lacks removed; the plan is incomplete: save it again"),
+    (lambda root: (root / WEIGHTS_FILE).unlink(), r"weights file .* is missing; the save is incomplete"),
+    (_truncate(WEIGHTS_FILE, 100), r"does not match its plan \(sha256 differs\): it was modified, truncated"),
+])
+def test_broken_save_directories_are_refused(saved, tmp_path, edit, match):
+    """Missing, corrupt, truncated, foreign or newer-format saves: PlanError each; model and files untouched."""
+    _, path, _ = saved
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in (PLAN_FILE, WEIGHTS_FILE):
+        (broken / name).write_bytes((path / name).read_bytes())
+    edit(broken)
+    fresh = _resnet()
+    before, files = state_hash(fresh), tree_bytes(broken)
+    with pytest.raises(prunec.PlanError, match=match):
+        prunec.load(broken, fresh)
+    assert state_hash(fresh) == before and tree_bytes(broken) == files
