@@ -37,65 +37,70 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-blocks", type=int, default=6)
     ap.add_argument("--no-round-trip", action="store_true", help="skip the save/load round trips")
     ap.add_argument("--time-limit", type=float, default=None,
-                    help="stop after the case running when this many seconds have passed (counts still print)")
+                    help="stop starting cases after this many seconds (the counts still print)")
     ap.add_argument("--onnx", action="store_true",
                     help="also export each case to ONNX (where torch.onnx can) and prune the file")
+    ap.add_argument("--onnx-only", action="store_true", help="the ONNX path only (skip the torch prune)")
     args = ap.parse_args(argv)
+    args.onnx = args.onnx or args.onnx_only
     torch.set_num_threads(2)
-    outcomes = []
-    onnx_outcomes = []
+    round_trip = False if args.no_round_trip else None
+    outcomes: list = []
+    onnx_outcomes: list = []
     failures = []
     kinds: dict[str, int] = {}
     refused: dict[str, int] = {}
+    done = 0
     t0 = time.time()
     for i in range(args.start, args.start + args.cases):
         if args.time_limit is not None and time.time() - t0 > args.time_limit:
-            print(f"time limit {args.time_limit:.0f}s reached after {len(outcomes)} of {args.cases} cases",
-                  flush=True)
+            print(f"time limit {args.time_limit:.0f}s reached after {done} of {args.cases} cases", flush=True)
             break
         spec = generate(RandomChoices(case_seed(args.seed, i)), max_blocks=args.max_blocks)
-        out = run_case(spec, round_trip=False if args.no_round_trip else None)
-        outcomes.append(out)
-        if out.status == REFUSED:
-            refused[out.kind] = refused.get(out.kind, 0) + 1
-        if out.status == FAILURE:
-            failures.append((i, spec, out))
-            kinds[out.kind] = kinds.get(out.kind, 0) + 1
-            print(f"FAILURE case {i} (seed {args.seed}): {out.kind}: {out.detail.splitlines()[0][:300]}",
-                  flush=True)
+        runs = [] if args.onnx_only else [("", outcomes, lambda s: run_case(s, round_trip=round_trip))]
         if args.onnx:
-            onnx_out = run_onnx_case(spec)
-            onnx_outcomes.append(onnx_out)
-            if onnx_out.status == FAILURE:
-                failures.append((i, spec, onnx_out))
-                kinds[f"onnx-{onnx_out.kind}"] = kinds.get(f"onnx-{onnx_out.kind}", 0) + 1
-                print(f"FAILURE (onnx) case {i} (seed {args.seed}): {onnx_out.kind}: "
-                      f"{onnx_out.detail.splitlines()[0][:300]}", flush=True)
-        if (i - args.start + 1) % 50 == 0:
-            c = summarize(outcomes)
-            print(f"  {i - args.start + 1} cases, {time.time() - t0:.0f}s: {c}", flush=True)
-    counts = summarize(outcomes)
-    print(f"\nfuzz seed {args.seed}, cases {args.start}..{args.start + len(outcomes) - 1}, "
-          f"{time.time() - t0:.0f}s")
-    print(f"{'cases':>8} {'pruned':>8} {'pinned':>8} {'refused':>8} {'failures':>9}")
-    print(f"{len(outcomes):>8} {counts['pruned']:>8} {counts['pinned']:>8} {counts['refused']:>8} "
-          f"{counts['failure']:>9}")
+            runs.append(("onnx-", onnx_outcomes, run_onnx_case))
+        for prefix, into, runner in runs:
+            out = runner(spec)
+            into.append(out)
+            if out.status == REFUSED:
+                refused[prefix + out.kind] = refused.get(prefix + out.kind, 0) + 1
+            if out.status == FAILURE:
+                failures.append((i, spec, out))
+                kinds[prefix + out.kind] = kinds.get(prefix + out.kind, 0) + 1
+                print(f"FAILURE {prefix}case {i} (seed {args.seed}): {out.kind}: "
+                      f"{out.detail.splitlines()[0][:300]}", flush=True)
+        done += 1
+        if done % 50 == 0:
+            print(f"  {done} cases, {time.time() - t0:.0f}s: torch {summarize(outcomes)}"
+                  + (f", onnx {summarize(_exported(onnx_outcomes))}" if args.onnx else ""), flush=True)
+    print(f"\nfuzz seed {args.seed}, cases {args.start}..{args.start + done - 1}, {time.time() - t0:.0f}s")
+    if not args.onnx_only:
+        _table("torch path", outcomes)
     if args.onnx:
-        exported = [o for o in onnx_outcomes if o.status != SKIPPED]
-        oc = summarize(exported)
-        skipped = len(onnx_outcomes) - len(exported)
-        print(f"\nONNX path (the same cases exported with torch.onnx; {skipped} not exportable, skipped)")
-        print(f"{'cases':>8} {'pruned':>8} {'pinned':>8} {'refused':>8} {'failures':>9}")
-        print(f"{len(exported):>8} {oc['pruned']:>8} {oc['pinned']:>8} {oc['refused']:>8} {oc['failure']:>9}")
+        exported = _exported(onnx_outcomes)
+        _table(f"ONNX path (the same cases exported with torch.onnx; {len(onnx_outcomes) - len(exported)} "
+               "not exportable, skipped)", exported)
     if refused:
         print("refused by reason: " + ", ".join(f"{k}={n}" for k, n in sorted(refused.items())))
-    if kinds:
-        print("failures by kind: " + ", ".join(f"{k}={n}" for k, n in sorted(kinds.items())))
+    print("failures by kind: " + (", ".join(f"{k}={n}" for k, n in sorted(kinds.items())) or "none"))
     for i, spec, out in failures:
         print(f"\n--- case {i} (replay: python bench/fuzz.py --seed {args.seed} --start {i} --cases 1)")
         print(out.detail[:3000])
         print("spec: " + spec_text(spec))
     return 1 if failures else 0
+
+
+def _exported(outcomes: list) -> list:
+    return [o for o in outcomes if o.status != SKIPPED]
+
+
+def _table(title: str, outcomes: list) -> None:
+    counts = summarize(outcomes)
+    print(f"\n{title}")
+    print(f"{'cases':>8} {'pruned':>8} {'pinned':>8} {'refused':>8} {'failures':>9}")
+    print(f"{len(outcomes):>8} {counts['pruned']:>8} {counts['pinned']:>8} {counts['refused']:>8} "
+          f"{counts['failure']:>9}")
 
 
 if __name__ == "__main__":

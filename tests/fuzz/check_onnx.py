@@ -8,6 +8,9 @@ Models torch.onnx cannot export (custom ops, half precision) are skipped, not co
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import tempfile
 import traceback
 import warnings
@@ -26,12 +29,27 @@ from tests.onnx.helpers import expected_params, relative_diff, run, zeroed
 SKIPPED = "skipped"
 
 
+@contextlib.contextmanager
+def _quiet_stdout():
+    """The TorchScript exporter prints its whole IR graph (from C++) when it fails: silence fd 1."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _export(model: torch.nn.Module, x: Any, path: Path) -> tuple[dict[str, np.ndarray], str]:
     """Export with the TorchScript exporter; the feeds, or '' and why not."""
     args = (x["x"], x["aux"]) if isinstance(x, dict) else (x,)
     names = ["x", "aux"][: len(args)]
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_stdout():
             warnings.simplefilter("ignore")
             try:
                 torch.onnx.export(model, args, str(path), dynamo=False, input_names=names, opset_version=17)
