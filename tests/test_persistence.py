@@ -241,3 +241,14 @@ def test_broken_save_directories_are_refused(saved, tmp_path, edit, match):
     with pytest.raises(prunec.PlanError, match=match):
         prunec.load(broken, fresh)
     assert state_hash(fresh) == before and tree_bytes(broken) == files
+
+
+def test_iterative_prune_round_trips(tmp_path, saved):
+    """A two-step prune (steps=2) saves against the ORIGINAL model and loads back bit-exactly."""
+    _, _, x = saved
+    result = prunec.prune(_resnet(), x, ratio=0.5, steps=2, verify=False)
+    assert len(result.steps) == 2
+    prunec.save(result, tmp_path / "steps")
+    loaded = prunec.load(tmp_path / "steps", _resnet())
+    want, got = result.model.state_dict(), loaded.state_dict()
+    assert list(got) == list(want) and all(torch.equal(got[k], want[k]) for k in want)
