@@ -49,6 +49,17 @@ REGRESSIONS = {
 
 # the same, replayed on the ONNX path (the spec's model exported with torch.onnx)
 ONNX_REGRESSIONS = {
+    "onnx_division_by_zeroed_weight_norm": (  # bench/fuzz.py --seed 0 --start 132 --onnx-only
+        '{"batch":1,"blocks":[{"body":[{"op":"weight_norm_conv","out":16},{"act":null,"bias":true,"groups":2,'
+        '"k":1,"norm":null,"op":"conv","out":4,"stride":1,"transposed":false}],"op":"residual","proj":null},{'
+        '"body":[{"act":"gelu","bias":true,"groups":2,"k":3,"norm":"ln_cl","op":"conv","out":4,"stride":1,"tr'
+        'ansposed":false}],"op":"residual","proj":null},{"body":[{"act":"tanh","bias":false,"groups":1,"k":3,'
+        '"norm":"in","op":"conv","out":4,"stride":1,"transposed":false}],"op":"residual","proj":null},{"op":"'
+        'gate_mul","out":15}],"dtype":"float32","head":{"kind":"map","out":4},"input":{"aux":false,"channels"'
+        ':4,"kind":"image","nhwc":false,"size":6},"prune":{"criterion":"l2","ignore_pick":null,"output":"auto'
+        '","round_to":null,"target":"macs=0.5"},"save":false,"seed":6680}',
+        PRUNED, "onnx::Div (weight norm v / ||v||) was zero-invariant in the ONNX rules: 0/0 = NaN in the "
+                "zeroed reference; Div/Mod divisors, Log, Reciprocal and Pow now reduce like the ATen rules"),
     "intentional_minus_inf_constant": (
         '{"batch":2,"blocks":[{"bias":true,"causal":true,"head_dim":6,"heads":4,"how":"manual","kv_heads":2,'
         '"norm":null,"op":"attn"},{"bias":false,"causal":true,"head_dim":5,"heads":3,"how":"repeat","kv_heads":1,'
