@@ -222,10 +222,16 @@ def verify_pruned(analysis: Analysis, pruned: onnx.ModelProto, keep: np.ndarray,
     base = source.tensors.base_dir
     try:
         run_ref = Runner(reference, base)
-    except Exception as exc:  # the original itself: not a pruning failure
+    except Exception as exc:
+        first = str(exc).splitlines()[0]
+        if wrapped:  # the reference prunec built, not the user's model, is at fault
+            raise OnnxModelError(f"onnxruntime cannot load the verification reference ({ref_name}): "
+                                 f"{first}. This is a prunec limitation at those nodes; please report it "
+                                 "with the model. Pass ignore= for the layers feeding them, or "
+                                 "verify=False") from exc
         raise OnnxModelError(f"onnxruntime cannot load the original model, so it cannot be verified: "
-                             f"{str(exc).splitlines()[0]}. Pass verify=False, or export the model with an "
-                             "opset and ops this onnxruntime supports") from exc
+                             f"{first}. Pass verify=False, or export the model with an opset and ops this "
+                             "onnxruntime supports") from exc
     try:
         run_pruned = Runner(pruned, base)
     except Exception as exc:  # a model onnxruntime refuses fails verification
