@@ -133,7 +133,7 @@ def run_case(spec: dict[str, Any], *, round_trip: bool | None = None) -> Outcome
     try:
         result = prunec.prune(model, x, **kwargs)
     except prunec.TargetError as exc:
-        if "target" in kwargs and "cannot be reached" in str(exc):
+        if "target" in kwargs and any(m in str(exc) for m in ("cannot be reached", "cannot be met within")):
             return Outcome(REFUSED, str(exc), "target")
         return Outcome(FAILURE, f"TargetError: {exc}", "internal")
     except prunec.TraceError as exc:

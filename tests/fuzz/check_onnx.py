@@ -101,7 +101,7 @@ def _prune_file(spec: dict[str, Any], path: Path, feeds: dict[str, np.ndarray]) 
     try:
         result = prunec.prune(str(path), feeds, **kwargs)
     except prunec.TargetError as exc:
-        if "target" in kwargs and "cannot be reached" in str(exc):
+        if "target" in kwargs and any(m in str(exc) for m in ("cannot be reached", "cannot be met within")):
             return Outcome(REFUSED, str(exc), "target")
         return Outcome(FAILURE, f"TargetError: {exc}", "internal")
     except prunec.VerificationError as exc:
