@@ -98,6 +98,7 @@ def save(result: Any, path: str | os.PathLike[str]) -> Path:
                   "state": [[n, list(s), d] for n, s, d in entries]},
         "output_kind": result.output_kind,
         "ignore": list(getattr(result.analysis, "ignored", ())),
+        "attention": getattr(result.analysis, "attention", "heads"),
         "inputs": _encode_inputs(source.inputs),
         "removed": [_encode_group(g) for g in result.removed],
         "pruned_state": [[n, list(s), d] for n, s, d in state_entries(result.model)],
@@ -270,7 +271,8 @@ def load(path: str | os.PathLike[str], model: nn.Module, *, example_inputs: Any 
     weights = _read_weights(root, plan)
     inputs = example_inputs if example_inputs is not None else _decode_inputs(plan, model)
     working = model if inplace else copy.deepcopy(model)
-    analysis = analyze(working, inputs, ignore=plan.get("ignore", ()), rules=rules)
+    analysis = analyze(working, inputs, ignore=plan.get("ignore", ()), rules=rules,
+                       attention=plan.get("attention", "heads"))
     keep = _keep_mask(plan, analysis)
     if plan["output_kind"] == "module":
         from prunec.rewrite import rewrite_module

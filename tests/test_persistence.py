@@ -252,3 +252,14 @@ def test_iterative_prune_round_trips(tmp_path, saved):
     loaded = prunec.load(tmp_path / "steps", _resnet())
     want, got = result.model.state_dict(), loaded.state_dict()
     assert list(got) == list(want) and all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_head_dim_grouping_round_trips(tmp_path):
+    """attention='head_dim' is recorded in the plan, so load re-analyses with the same grouping."""
+    entry = ZOO["char_gpt"]
+    result = prunec.prune(entry.build(), entry.example_inputs(), ratio=0.5, attention="head_dim", verify=False)
+    prunec.save(result, tmp_path / "hd")
+    assert json.loads((tmp_path / "hd" / PLAN_FILE).read_text())["attention"] == "head_dim"
+    loaded = prunec.load(tmp_path / "hd", entry.build())
+    want, got = result.model.state_dict(), loaded.state_dict()
+    assert list(got) == list(want) and all(torch.equal(got[k], want[k]) for k in want)

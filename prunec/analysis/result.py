@@ -29,6 +29,8 @@ class Analysis:
     """The frontend's artifact (torch: TracedTorch; ONNX: the loaded model)."""
     ignored: tuple[str, ...] = ()
     """Module paths whose output channels were kept on request (`ignore=`)."""
+    attention: str = "heads"
+    """The attention grouping analysed ('heads' or 'head_dim')."""
 
     def group(self, group_id: int) -> Group:
         """The group with that id."""

@@ -65,10 +65,12 @@ def test_meta_model_asked_to_verify():
     model, x = small()
     model = model.to("meta")
     before = snapshot(model)
-    with pytest.raises(prunec.InputError, match=r"the model or its inputs are on the meta device, which holds "
-                                                r"no values, so prunec cannot verify the pruned model"):
+    with pytest.raises(prunec.InputError, match=r"SmallNet has parameters on the meta device: prune\(\) needs "
+                                                r"their values to score and slice channels and to verify the "
+                                                r"result. Load real weights first, or use prunec.analyze"):
         prunec.prune(model, x.to("meta"), ratio=0.5)
-    with pytest.raises(prunec.InputError, match=r"on the meta device.*cannot score channels"):
+    with pytest.raises(prunec.InputError, match=r"on the meta device: prune\(\) needs their values to score "
+                                                r"and slice channels. Load real weights"):
         prunec.prune(model, x.to("meta"), ratio=0.5, verify=False)
     assert snapshot(model) == before
     analysis = prunec.analyze(model, x.to("meta"))
