@@ -11,10 +11,11 @@ import re
 import numpy as np
 
 from prunec.ir.slots import ArrayMap, Block, Offset, Strided, Tile
-from prunec.rules.api import Fact, OpView, RuleResult, alternatives, couple, decline, free, pin, reduces
+from prunec.rules.api import Declined, Fact, OpView, RuleResult, alternatives, couple, decline, free, pin, reduces
 from prunec.rules.families import (
     broadcast_facts,
     broadcasting,
+    broadcasting_rule,
     creation,
     elementwise,
     leading_axes_rule,
@@ -23,6 +24,7 @@ from prunec.rules.families import (
     reduce_rule,
     reshape_facts,
     reshape_rule,
+    same_shape_rule,
     spatial,
 )
 from prunec.rules.registry import RULES, op_rule
@@ -38,11 +40,10 @@ elementwise(
     "aten::softplus", "aten::softsign", "aten::hardtanh", "aten::hardtanh_", "aten::hardshrink",
     "aten::softshrink", "aten::tanhshrink", "aten::logsigmoid", "aten::rrelu",
     "aten::abs", "aten::abs_", "aten::neg", "aten::neg_", "aten::exp", "aten::exp_", "aten::expm1",
-    "aten::log", "aten::log_", "aten::log1p", "aten::log2", "aten::log10", "aten::sqrt", "aten::sqrt_",
-    "aten::rsqrt", "aten::rsqrt_", "aten::reciprocal", "aten::reciprocal_", "aten::sin", "aten::cos",
+    "aten::log1p", "aten::sqrt", "aten::sqrt_", "aten::sin", "aten::cos",
     "aten::tan", "aten::asin", "aten::acos", "aten::atan", "aten::sinh", "aten::cosh", "aten::erf",
     "aten::erf_", "aten::erfc", "aten::erfinv", "aten::sign", "aten::sgn", "aten::floor", "aten::ceil",
-    "aten::round", "aten::trunc", "aten::frac", "aten::square", "aten::logit", "aten::nan_to_num",
+    "aten::round", "aten::trunc", "aten::frac", "aten::square", "aten::nan_to_num",
     "aten::isnan", "aten::isinf", "aten::isfinite", "aten::logical_not", "aten::bitwise_not",
     "aten::positive",
     # dropout is the identity in eval mode, which is how prunec traces
@@ -54,14 +55,13 @@ elementwise(
     "aten::zeros_like", "aten::ones_like", "aten::full_like", "aten::empty_like", "aten::rand_like",
     "aten::randn_like", "aten::fill_", "aten::zero_", "aten::fill", "aten::bernoulli",
     "aten::clamp", "aten::clamp_", "aten::clip", "aten::clip_", "aten::clamp_min", "aten::clamp_min_",
-    "aten::clamp_max", "aten::clamp_max_", "aten::pow", "aten::pow_", "aten::float_power",
+    "aten::clamp_max", "aten::clamp_max_",
     "aten::_autocast_to_reduced_precision", "aten::_autocast_to_full_precision", "aten::dequantize",
 )
 
 # out[c] = f(a[c], b[c], ...) with numpy broadcasting; size-1 axes are not coupled
 broadcasting(
     "aten::add", "aten::add_", "aten::sub", "aten::sub_", "aten::rsub", "aten::mul", "aten::mul_",
-    "aten::div", "aten::div_", "aten::true_divide", "aten::floor_divide", "aten::remainder", "aten::fmod",
     "aten::maximum", "aten::minimum", "aten::fmax", "aten::fmin", "aten::atan2",
     "aten::where", "aten::masked_fill", "aten::masked_fill_", "aten::eq", "aten::ne", "aten::lt", "aten::le",
     "aten::gt", "aten::ge", "aten::logical_and", "aten::logical_or", "aten::logical_xor",
@@ -69,6 +69,48 @@ broadcasting(
     "aten::addcdiv", "aten::addcdiv_", "aten::lerp", "aten::lerp_", "aten::copy_", "aten::copy",
     "aten::hypot", "aten::xlogy", "aten::heaviside", "aten::copysign",
 )
+
+# out[c] = f(in[c]) where f(0) is infinite or NaN (log(0), 1/0, 0/0, 0**-1): a zeroed channel
+# poisons every consumer (0 * inf = NaN), so zeroing is not removal; the removal reference
+# evaluates these ops on the kept channels only
+@op_rule("aten::log", "aten::log_", "aten::log2", "aten::log10", "aten::rsqrt", "aten::rsqrt_",
+         "aten::reciprocal", "aten::reciprocal_", "aten::logit")
+def undefined_at_zero(node: OpView) -> RuleResult:
+    """out[c] = f(in[c]) with f(0) not finite: coupled like any elementwise op, but not zero-invariant."""
+    facts = same_shape_rule(node)
+    if isinstance(facts, Declined):
+        return facts
+    x = node.input(0)
+    return [*facts, *(reduces(x.axis(k), f"'{node.op}' is not finite at 0") for k in range(x.rank))]
+
+
+@op_rule("aten::pow", "aten::pow_", "aten::float_power")
+def power(node: OpView) -> RuleResult:
+    """out[c] = x[c] ** e: zero-invariant for a positive constant exponent; with a negative or
+    tensor exponent 0 ** e is infinite (or 1), so zeroing is not removal there."""
+    facts = list(same_shape_rule(node)) if node.input(0).shape == node.output(0).shape else None
+    if facts is None:
+        return broadcasting_rule(node)
+    exponent = node.attr("exponent")
+    if node.has_input(1) or not isinstance(exponent, (int, float)) or exponent <= 0:
+        x = node.input(0)
+        facts += [reduces(x.axis(k), f"'{node.op}' with exponent {exponent!r} is not zero at 0")
+                  for k in range(x.rank)]
+    return facts
+
+
+@op_rule("aten::div", "aten::div_", "aten::true_divide", "aten::floor_divide", "aten::remainder", "aten::fmod")
+def divide(node: OpView) -> RuleResult:
+    """out[c] = a[c] / b[c] with broadcasting. A removed divisor channel, zeroed, gives 0/0 = NaN,
+    which no zeroed consumer absorbs: the divisor's channels are not zero-invariant."""
+    facts = list(broadcasting_rule(node))
+    if len(node.inputs) > 1:
+        b, y = node.input(1), node.output(0)
+        shift = y.rank - b.rank
+        facts += [reduces(b.axis(k), f"'{node.op}' divides by these channels (0/0 when zeroed)")
+                  for k in range(b.rank) if k + shift >= 0 and b.size(k) == y.size(k + shift)]
+    return facts
+
 
 # per-channel maps over the last k spatial axes: channels pass, space is not a channel axis
 spatial(1, "aten::max_pool1d", "aten::avg_pool1d", "aten::adaptive_avg_pool1d", "aten::adaptive_max_pool1d",
