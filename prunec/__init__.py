@@ -26,6 +26,7 @@ from prunec.errors import (
     VerificationError,
 )
 from prunec.pipeline import Artifact, Pass, PassManager, PassResult, PruneState, parse_pipeline, register_pass
+from prunec.persistence import load, save
 from prunec.reference import zeroed_copy
 from prunec.report import PruneReport
 from prunec.rules import op_rule
@@ -40,6 +41,8 @@ __all__ = [
     "Analysis", "PruneResult", "analyze", "count_params", "prune", "zeroed_copy",
     # train once
     "TrainOnceResult", "compile_zero_groups", "train_once",
+    # persistence
+    "load", "save",
     # results
     "Group", "Pinned", "PinnedParam", "PruneReport", "RemovedGroup", "Slice", "Target",
     # extension points

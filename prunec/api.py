@@ -21,16 +21,21 @@ from prunec.analysis.groups import RemovedGroup, build_groups
 from prunec.analysis.kinds import check_attention, check_kinds, classify, role_atoms
 from prunec.analysis.result import Analysis
 from prunec.errors import InputError, TargetError
-from prunec.frontends.torch_export import trace
+from prunec.frontends.torch_export import check_devices, trace
 from prunec.inputs import ExampleInputs, ExampleInputsLike
+from prunec.persistence import state_entries
 from prunec.pipeline import Artifact, Pass, PassManager, PruneState, parse_pipeline
+from prunec.progress import Progress, ProgressLike
 from prunec.report import LayerChange, PruneReport
 from prunec.rules.registry import RULES, RuleRegistry
 from prunec.rules.torch_attention import HEAD_DIM, HEADS
 from prunec.targets import Target
+from prunec.transaction import restore_on_error
 from prunec.verify import VerificationReport
 
 OUTPUT_KINDS = ("auto", "module", "graph_module")
+ANALYSIS_STAGES = 3
+"""trace, couple, group."""
 
 
 def _load_builtins() -> None:
@@ -81,7 +86,7 @@ def _ignore_pins(graph: Any, table_atoms: Callable[[str], list[np.ndarray]], pat
 
 def analyze(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ignore: Iterable[str | nn.Module] = (),
             strict: bool = False, rules: RuleRegistry | None = None, attention: str = "heads",
-            tracer: str = "auto") -> Analysis:
+            tracer: str = "auto", progress: ProgressLike | Progress = None) -> Analysis:
     """Trace `model` and find its zero-invariant groups of coupled parameter slices.
 
     Args:
@@ -96,6 +101,7 @@ def analyze(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ignor
             inside every head), where a reshape allows either.
         tracer: how a torch model is traced: 'auto' (record one eager forward, falling back to
             torch.export when the recording is not faithful), 'record' or 'export'.
+        progress: True for a progress bar, or a callable receiving a ProgressEvent per stage.
 
     Returns:
         An Analysis: `.groups` (each with `.members` as Slice(param, dim, indices) and `.kind`),
@@ -110,10 +116,24 @@ def analyze(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ignor
         return onnx_api.analyze(model, example_inputs, ignore=ignore, strict=strict, rules=rules)  # type: ignore[arg-type]
     _load_builtins()
     check_attention(attention)
+    reporter = progress if isinstance(progress, Progress) else Progress(progress, ANALYSIS_STAGES)
+    try:
+        analysis = _analyze(model, example_inputs, ignore, strict, rules, attention, reporter, tracer)
+    finally:
+        if reporter is not progress:
+            reporter.close()
+    if reporter is not progress:
+        reporter.done()
+    return analysis
+
+
+def _analyze(model: nn.Module, example_inputs: ExampleInputsLike, ignore: Iterable[str | nn.Module],
+             strict: bool, rules: RuleRegistry | None, attention: str, reporter: Progress,
+             tracer: str) -> Analysis:
     inputs = ExampleInputs.from_user(example_inputs)
     paths = _resolve_ignore(model, ignore)
     with _gc_paused():
-        return _analyze_torch(model, inputs, paths, strict, rules, tracer, attention)
+        return _analyze_torch(model, inputs, paths, strict, rules, tracer, attention, reporter)
 
 
 @contextlib.contextmanager
@@ -131,8 +151,10 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _analyze_torch(model: nn.Module, inputs: ExampleInputs, paths: list[str], strict: bool,
-                   rules: RuleRegistry | None, tracer: str, attention: str) -> Analysis:
+                   rules: RuleRegistry | None, tracer: str, attention: str, reporter: Progress) -> Analysis:
+    reporter.stage("trace")
     traced = trace(model, inputs, tracer=tracer)
+    reporter.stage("couple")
     graph = traced.graph
     from prunec.analysis.atoms import AtomTable
 
@@ -146,9 +168,11 @@ def _analyze_torch(model: nn.Module, inputs: ExampleInputs, paths: list[str], st
     avoid = roles[HEAD_DIM] if attention == HEADS else roles[HEADS]
     coupling = analyse_couplings(graph, registry, strict=strict,
                                  extra_pins=_ignore_pins(graph, atoms_of, paths), avoid=avoid)
+    reporter.stage("group")
     groups, pinned_params = build_groups(graph, coupling)
     groups = classify(groups, coupling, roles)
-    return Analysis(graph, tuple(groups), tuple(coupling.pinned), tuple(pinned_params), coupling, traced)
+    return Analysis(graph, tuple(groups), tuple(coupling.pinned), tuple(pinned_params), coupling, traced,
+                    ignored=tuple(paths), attention=attention)
 
 
 def _reject_group_selection(attention: str, kinds: Any, zero_invariant_only: bool) -> None:
@@ -180,6 +204,8 @@ class PruneResult:
     verification: VerificationReport | None
     steps: tuple[PruneResult, ...] = ()
     """For iterative pruning (steps > 1): each step's own result; `removed` then spans all steps."""
+    source_state: tuple[tuple[str, tuple[int, ...], str], ...] = ()
+    """(name, shape, dtype) of every state_dict entry of the original model (for saved plans)."""
 
     @property
     def output_kind(self) -> str:
@@ -249,12 +275,13 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
           inplace: bool = False, verify: bool = True, output: str = "auto",
           pipeline: str | Sequence[str | Pass] | None = None,
           calibration: Sequence[ExampleInputsLike] = (),
-          loss_fn: Callable[[Any, int], torch.Tensor] | None = None, tolerance: float = 1e-4,
+          loss_fn: Callable[[Any, int], torch.Tensor] | None = None, tolerance: float | None = None,
           rules: RuleRegistry | None = None, selection: str = "uniform", min_keep: int = 1,
           max_ratio: float | None = None, overrides: Mapping[Any, float] | None = None,
           target_tolerance: float = 0.02, reconstruct: bool = False, latency: Any = None,
           steps: int = 1, callback: Callable[[nn.Module, int], None] | None = None,
-          attention: str = "heads", kinds: Iterable[str] | str | None = None, zero_invariant_only: bool = False) -> PruneResult:
+          attention: str = "heads", kinds: Iterable[str] | str | None = None, zero_invariant_only: bool = False,
+          progress: ProgressLike = None) -> PruneResult:
     """Prune `model` into a physically smaller one and verify it.
 
     Args:
@@ -276,7 +303,8 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
             or a list of step texts and Pass objects).
         calibration: input batches for data-driven criteria.
         loss_fn: loss(output, batch_index) for gradient-based criteria.
-        tolerance: maximum relative output difference allowed by verification.
+        tolerance: maximum relative output difference allowed by verification (default: 1e-4 for
+            float32/float64 outputs, 5e-3 for float16 and 2e-2 for bfloat16, their rounding level).
         rules: a rule registry (default: the global one).
         selection: 'uniform' (the same fraction of every group) or 'global' (one ranking of all
             channels across groups, on normalized scores).
@@ -297,12 +325,15 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
             `Group.kind`); the others keep all their channels. None prunes every kind.
         zero_invariant_only: prune only groups where removing equals zeroing (leave out groups
             whose channels a LayerNorm/RMSNorm, mean or contraction mixes).
+        progress: True for a progress bar, or a callable receiving a ProgressEvent at the start of
+            every stage; raising from it (KeyboardInterrupt too) cancels cleanly.
 
     Returns:
         PruneResult with `.model`, `.removed` (Slice form, original numbering) and `.report`.
 
     Raises:
-        TargetError, InputError, TraceError, UnsupportedOpError (strict), VerificationError.
+        TargetError, InputError, TraceError, UnsupportedOpError (strict), VerificationError. On any
+        error or interruption the user's model is left as it was (with `inplace=True` too).
     """
     from prunec.onnx_api import is_onnx_model
 
@@ -312,9 +343,16 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
         onnx_api.reject_torch_options(inplace=inplace, output=output, pipeline=pipeline, calibration=calibration,
                                       loss_fn=loss_fn)
         _reject_group_selection(attention, kinds, zero_invariant_only)
-        return onnx_api.prune(model, example_inputs, ratio=ratio, target=target, criterion=criterion,  # type: ignore[return-value]
-                              ignore=ignore, round_to=round_to, strict=strict, verify=verify,  # type: ignore[arg-type]
-                              tolerance=tolerance, rules=rules)
+        reporter = Progress(progress, 4 + int(verify))  # analyse, score, select, rewrite, verify
+        try:
+            result = onnx_api.prune(model, example_inputs, ratio=ratio, target=target, criterion=criterion,
+                                    ignore=ignore, round_to=round_to, strict=strict, verify=verify,  # type: ignore[arg-type]
+                                    tolerance=1e-4 if tolerance is None else tolerance, rules=rules,
+                                    progress=reporter.stage)
+            reporter.done()
+        finally:
+            reporter.close()
+        return result  # type: ignore[return-value]
     _load_builtins()
     if output not in OUTPUT_KINDS:
         raise InputError(f"output={output!r}; use one of {', '.join(OUTPUT_KINDS)}")
@@ -342,6 +380,7 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
                   "overrides": _resolve_overrides(model, overrides), "tolerance": target_tolerance,
                   "latency": latency}
         passes = _default_passes(criterion, output, verify, chosen, reconstruct)
+        _check_values(model, inputs, verify)
     else:
         passes = parse_pipeline(pipeline)  # text, or a list of step texts and Pass instances
     manager = PassManager(passes)
@@ -352,22 +391,79 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
         raise InputError(f"{type(model).__name__} has parameters on the meta device: prune() needs their "
                          "values to score and slice channels. Load real weights first, or use "
                          "prunec.analyze(model, inputs) for the shape-only analysis.")
+    reporter = Progress(progress, ANALYSIS_STAGES + len(passes))
+    try:
+        with restore_on_error(model) if inplace else contextlib.nullcontext():
+            result = _prune(model, inputs, tgt, ignore, round_to, strict, inplace, passes, calibration,
+                            loss_fn, tolerance, rules, reporter, attention, kinds_t,
+                            zero_invariant_only)
+            reporter.done()
+    finally:
+        reporter.close()
+    return result
+
+
+def _prune(model: nn.Module, inputs: ExampleInputs, tgt: Target | None, ignore: Iterable[str | nn.Module],
+           round_to: int | None, strict: bool, inplace: bool, passes: list[Pass],
+           calibration: Sequence[ExampleInputsLike], loss_fn: Any, tolerance: float | None,
+           rules: RuleRegistry | None, reporter: Progress, attention: str,
+           kinds_t: tuple[str, ...] | None, zero_invariant_only: bool) -> PruneResult:
     params_before = count_params(model)
+    source_state = tuple(state_entries(model))
     ignore = _resolve_ignore(model, ignore)  # module objects name the user's model, not the copy
     working = model if inplace else copy.deepcopy(model)
     # the rewrite passes and module fixers were built on torch.export's graph; the recording is
     # used by analyze() (equal groups, see tests/analysis/test_tracers.py) but not yet here
     analysis = analyze(working, inputs, ignore=ignore, strict=strict, rules=rules, attention=attention,
-                       tracer="export")
+                       tracer="export", progress=reporter)
     analysis = _restrict(analysis, kinds_t, zero_invariant_only)
+    _check_finite(model, inputs, analysis)
     state = PruneState(model=working, inputs=inputs, analysis=analysis, target=tgt, round_to=round_to,
                        strict=strict, calibration=tuple(ExampleInputs.from_user(c) for c in calibration),
                        loss_fn=loss_fn, tolerance=tolerance)
-    state = manager.run(state)
-    return _result(model, state, params_before)
+    state = PassManager(passes, on_pass=lambda key, i, n: reporter.stage(key)).run(state)
+    return _result(model, state, params_before, source_state)
 
 
-def _result(original: nn.Module, state: PruneState, params_before: int) -> PruneResult:
+def _check_values(model: nn.Module, inputs: ExampleInputs, verify: bool) -> None:
+    """The default passes read weight values: refuse meta tensors up front."""
+    check_devices(model, inputs)
+    tensors = [*model.state_dict(keep_vars=True).values(), *inputs.tensors()]
+    what = ("verify the pruned model (verify=True needs values to compare)" if verify
+            else "score channels (the criterion reads weight values)")
+    if any(p.device.type == "meta" for p in model.parameters()):
+        raise InputError(f"{type(model).__name__} has parameters on the meta device: prune() needs their "
+                         f"values to score and slice channels{' and to verify the result' if verify else ''}. Load real "
+                         "weights first, or use prunec.analyze(model, inputs) for the shape-only analysis.")
+    if any(t.device.type == "meta" for t in tensors):
+        raise InputError(f"the model or its inputs are on the meta device, which holds no values, so prunec "
+                         f"cannot {what}. Load real weights first; prunec.analyze() works on meta models.")
+
+
+def _check_finite(model: nn.Module, inputs: ExampleInputs, analysis: Analysis) -> None:
+    """NaN/Inf in a parameter, a buffer that is pruned with channels (BN statistics) or an input
+    would make scores meaningless and every comparison vacuous. Other buffers may hold -inf on
+    purpose (attention masks)."""
+    members = {m.param for g in analysis.groups for m in g.members}
+    state = model.state_dict(keep_vars=True)
+    named = [(n, t) for n, t in model.named_parameters()]
+    named += [(n, t) for n, t in state.items() if n in members and not isinstance(t, nn.Parameter)]
+    named += [(f"example input {i}", t) for i, t in enumerate(inputs.tensors())]
+    for name, t in named:
+        if not (t.is_floating_point() or t.is_complex()) or t.device.type == "meta":
+            continue
+        finite = torch.isfinite(t.detach())
+        if bool(finite.all()):
+            continue
+        nan = int(torch.isnan(t.detach()).sum())
+        inf = int((~finite).sum()) - nan
+        raise InputError(f"'{name}' holds {nan} NaN and {inf} infinite value(s); channel scores and "
+                         "verification need finite numbers. Repair them (e.g. torch.nan_to_num_) or "
+                         "re-initialise that layer before pruning.")
+
+
+def _result(original: nn.Module, state: PruneState, params_before: int,
+            source_state: tuple[tuple[str, tuple[int, ...], str], ...] = ()) -> PruneResult:
     analysis = state.analysis
     assert analysis is not None  # analyze() ran above
     masks = state.masks or {}
@@ -398,4 +494,4 @@ def _result(original: nn.Module, state: PruneState, params_before: int) -> Prune
         layers=tuple(layers),
         notes=state.notes,
     )
-    return PruneResult(pruned, removed, report, analysis, state.verification)
+    return PruneResult(pruned, removed, report, analysis, state.verification, source_state=source_state)

@@ -230,6 +230,7 @@ def prune(model: OnnxLike, example_inputs: Any = None, *, ratio: float | None = 
     step("analyse")
     analysis = analyze(model, example_inputs, input_shapes=input_shapes, batch=batch, ignore=ignore, strict=strict,
                        rules=rules)
+    check_values(analysis.source, feeds, analysis.groups)
     step("score")
     scores = score_groups(analysis, criterion)
     step("select")
@@ -244,6 +245,34 @@ def prune(model: OnnxLike, example_inputs: Any = None, *, ratio: float | None = 
         report_v = verify_pruned(analysis, pruned, keep, removed, feeds, seeds=seeds, tolerance=tolerance)
     report = _report(analysis, pruned, keep, removed, report_v, (f"uniform ratio {used_ratio:.4f} per group", *notes))
     return OnnxPruneResult(pruned, removed, report, analysis, report_v)
+
+
+def check_values(source: OnnxSource, feeds: Sequence[Mapping[str, np.ndarray]],
+                 analysis_groups: Sequence[Any] = ()) -> None:
+    """Example inputs of the declared dtypes, and finite prunable initializers (the members of
+    `analysis_groups`): scores and verification need both."""
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    declared = {vi.name: vi.type.tensor_type.elem_type for vi in source.model.graph.input}
+    for feed in feeds:
+        for name, value in feed.items():
+            want = declared.get(name)
+            expected = np.dtype(tensor_dtype_to_np_dtype(want)) if want else None
+            if expected is not None and np.dtype(value.dtype) != expected:
+                raise InputError(f"example input {name!r} is {np.dtype(value.dtype).name}, but the model "
+                                 f"declares {expected.name}; convert it (e.g. .astype)")
+            if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+                raise InputError(f"example input {name!r} holds NaN or infinite values; pass finite inputs")
+    members = {m.param for g in analysis_groups for m in g.members}
+    for t in source.model.graph.initializer:
+        if t.name not in members or not source.tensors.is_float(t.name):
+            continue  # constants may hold -inf on purpose (attention masks)
+        values = source.tensors.array(t.name)
+        if not np.isfinite(values).all():
+            nan = int(np.isnan(values).sum())
+            inf = int((~np.isfinite(values)).sum()) - nan
+            raise InputError(f"initializer {t.name!r} holds {nan} NaN and {inf} infinite value(s); channel "
+                             "scores and verification need finite numbers. Repair the model before pruning.")
 
 
 def _report(analysis: Analysis, pruned: onnx.ModelProto, keep: np.ndarray, removed: tuple[RemovedGroup, ...],

@@ -19,6 +19,7 @@ from onnx import helper, numpy_helper
 
 from prunec.analysis.groups import RemovedGroup
 from prunec.analysis.result import Analysis
+from prunec.errors import OnnxModelError
 from prunec.frontends.onnx_graph import OnnxSource
 from prunec.verify import VerificationReport, raise_if_failed
 
@@ -220,13 +221,25 @@ def verify_pruned(analysis: Analysis, pruned: onnx.ModelProto, keep: np.ndarray,
         optional.append(random_feeds(analysis, seeds + 1, batch_delta=1))  # the dynamic batch must survive
     base = source.tensors.base_dir
     try:
+        run_ref = Runner(reference, base)
+    except Exception as exc:
+        first = str(exc).splitlines()[0]
+        if wrapped:  # the reference prunec built, not the user's model, is at fault
+            raise OnnxModelError(f"onnxruntime cannot load the verification reference ({ref_name}): "
+                                 f"{first}. This is a prunec limitation at those nodes; please report it "
+                                 "with the model. Pass ignore= for the layers feeding them, or "
+                                 "verify=False") from exc
+        raise OnnxModelError(f"onnxruntime cannot load the original model, so it cannot be verified: "
+                             f"{first}. Pass verify=False, or export the model with an opset and ops this "
+                             "onnxruntime supports") from exc
+    try:
         run_pruned = Runner(pruned, base)
     except Exception as exc:  # a model onnxruntime refuses fails verification
         report = VerificationReport(False, float("inf"), "load", len(inputs), ref_name, tolerance,
                                     f"onnxruntime cannot load the pruned model: {str(exc).splitlines()[0]}")
+        run_ref.close()
         raise_if_failed(report, "the pruned ONNX model")
         return report
-    run_ref = Runner(reference, base)
     worst, where, problem, checked = 0.0, "-", "", 0
     try:
         for feed in [*inputs, *optional]:

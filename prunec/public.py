@@ -35,6 +35,8 @@ PUBLIC_MODULES: frozenset[str] = frozenset({
     "prunec.explain",           # explain
     "prunec.zoo",               # reference models
     "prunec.onnx_api",          # analyze/prune for ONNX files, OnnxPruneResult
+    "prunec.persistence",       # save/load of pruned models, read_plan, PLAN_VERSION
+    "prunec.progress",          # ProgressEvent (what progress callbacks receive)
 })
 """Importable by passes and plugins; `prunec.passes.*` may also import each other."""
 

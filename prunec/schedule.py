@@ -118,7 +118,7 @@ def _combine(results: list[Any], removed: tuple[RemovedGroup, ...]) -> Any:
         channels_total=first.report.channels_total,
         channels_removed=sum(r.report.channels_removed for r in results), notes=notes)
     return dataclasses.replace(last, removed=removed, report=report, analysis=first.analysis,
-                               steps=tuple(results))
+                               steps=tuple(results), source_state=first.source_state)
 
 
 def recalibrate_norms(model: nn.Module, batches: Any) -> nn.Module:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,15 @@ from prunec.errors import VerificationError
 from prunec.inputs import ExampleInputs
 
 DEFAULT_TOLERANCE = 1e-4
+HALF_TOLERANCE = {torch.float16: 5e-3, torch.bfloat16: 2e-2}
+"""Half-precision outputs round at about 1e-3 (float16) and 1e-2 (bfloat16) per op: removed and
+zeroed channels sum in different orders, so 1e-4 would reject correct models."""
+
+
+def default_tolerance(outputs: Any) -> float:
+    """1e-4, or the rounding level of the coarsest half-precision floating output."""
+    dtypes = {t.dtype for t in _flat(outputs) if isinstance(t, torch.Tensor) and t.is_floating_point()}
+    return max([DEFAULT_TOLERANCE, *(HALF_TOLERANCE.get(d, DEFAULT_TOLERANCE) for d in dtypes)])
 
 
 @dataclass(frozen=True)
@@ -68,23 +78,46 @@ def compare_outputs(pruned: Any, reference: Any) -> tuple[float, str, str]:
 
 def check_equivalent(pruned: Callable[..., Any], reference: Callable[..., Any],
                      inputs: Sequence[ExampleInputs], *, reference_name: str,
-                     tolerance: float = DEFAULT_TOLERANCE) -> VerificationReport:
-    """Run both on every input set; the report holds the worst relative difference."""
+                     tolerance: float | None = DEFAULT_TOLERANCE) -> VerificationReport:
+    """Run both on every input set; the report holds the worst relative difference.
+
+    Modules run in eval mode (their training flags are restored afterwards): dropout would make the
+    comparison random, and batch norm in training mode would update the running statistics.
+    `tolerance=None` picks `default_tolerance` of the reference's outputs.
+    """
     worst, where, problem = 0.0, "-", ""
-    with torch.no_grad():
+    with torch.no_grad(), _eval(pruned), _eval(reference):
         for inp in inputs:
+            want = reference(*inp.args, **dict(inp.kwargs))
+            if tolerance is None:
+                tolerance = default_tolerance(want)
             try:
                 got = pruned(*inp.args, **dict(inp.kwargs))
             except Exception as exc:  # noqa: BLE001 - a pruned model that raises fails verification
                 return VerificationReport(False, float("inf"), "forward", len(inputs), reference_name,
                                           tolerance, f"pruned model raised {type(exc).__name__}: "
                                                      f"{str(exc).splitlines()[0] if str(exc) else ''}")
-            want = reference(*inp.args, **dict(inp.kwargs))
             rel, label, text = compare_outputs(got, want)
             if rel > worst or (text and not problem):
                 worst, where, problem = max(rel, worst), label, text or problem
-    return VerificationReport(worst <= tolerance, worst, where, len(inputs), reference_name, tolerance,
-                              problem)
+    tol = DEFAULT_TOLERANCE if tolerance is None else tolerance
+    return VerificationReport(worst <= tol, worst, where, len(inputs), reference_name, tol, problem)
+
+
+@contextlib.contextmanager
+def _eval(fn: Any) -> Iterator[None]:
+    """Eval mode for a module (flags restored on exit); nothing for other callables."""
+    if not isinstance(fn, torch.nn.Module):
+        yield
+        return
+    flags = [(m, m.training) for m in fn.modules()]
+    for m, _ in flags:
+        m.training = False  # not .eval(): exported programs' modules refuse it
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
 
 
 def raise_if_failed(report: VerificationReport, what: str) -> None:

@@ -20,7 +20,7 @@ def state_hash(model: nn.Module) -> str:
     for k, v in model.state_dict().items():
         h.update(k.encode())
         h.update(str(tuple(v.shape)).encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # any dtype
     return h.hexdigest()
 
 

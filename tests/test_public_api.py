@@ -23,6 +23,7 @@ PRUNEC_ALL = [
     "PruneResult", "PruneState",
     "RemovedGroup", "RuleConflictError", "Slice", "SliceData", "Target", "TargetError", "TraceError",
     "TrainOnceResult", "compile_zero_groups", "train_once",
+    "load", "save",
     "UnsupportedOpError", "VerificationError", "__version__", "analyze", "count_params", "op_rule",
     "parse_pipeline", "prune", "register_criterion", "register_pass", "zeroed_copy",
 ]

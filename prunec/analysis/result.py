@@ -27,6 +27,10 @@ class Analysis:
     coupling: CouplingResult = field(repr=False)
     source: Any = field(default=None, repr=False)
     """The frontend's artifact (torch: TracedTorch; ONNX: the loaded model)."""
+    ignored: tuple[str, ...] = ()
+    """Module paths whose output channels were kept on request (`ignore=`)."""
+    attention: str = "heads"
+    """The attention grouping analysed ('heads' or 'head_dim')."""
 
     def group(self, group_id: int) -> Group:
         """The group with that id."""

@@ -68,6 +68,7 @@ class OnnxSource:
 def load_model(model: str | os.PathLike[str] | onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
     """Read an ONNX model without loading external data; raise OnnxModelError with the cause."""
     if isinstance(model, onnx.ModelProto):
+        check_opset(model)
         return model, None
     path = os.fspath(model)
     if not os.path.exists(path):
@@ -83,7 +84,28 @@ def load_model(model: str | os.PathLike[str] | onnx.ModelProto) -> tuple[onnx.Mo
     if not proto.graph.node:
         raise OnnxModelError(f"{path!r} holds no ONNX graph (no nodes); the file may be truncated, corrupt, "
                              "or not an ONNX file")
+    check_opset(proto)
     return proto, os.path.dirname(os.path.abspath(path))
+
+
+MIN_OPSET = 7
+"""Before opset 7, Add/Mul/... broadcast by `broadcast`/`axis` attributes, which the rules do not model."""
+
+
+def check_opset(proto: onnx.ModelProto) -> None:
+    """The default-domain opset must be one the rules and the installed onnx know."""
+    newest = onnx.defs.onnx_opset_version()
+    for o in proto.opset_import:
+        if o.domain not in ("", "ai.onnx"):
+            continue
+        if o.version > newest:
+            raise OnnxModelError(f"the model imports ONNX opset {o.version}, newer than this onnx "
+                                 f"{onnx.__version__} knows (up to {newest}); upgrade onnx and onnxruntime, or "
+                                 f"export the model with opset_version <= {newest}")
+        if o.version < MIN_OPSET:
+            raise OnnxModelError(f"the model imports ONNX opset {o.version}; prunec reads opsets {MIN_OPSET} to "
+                                 f"{newest} (older ones broadcast by attributes). Convert it first: "
+                                 "onnx.version_converter.convert_version(model, 13)")
 
 
 # -- building the IR ---------------------------------------------------------------------------

@@ -48,6 +48,13 @@ def resolve_input_shapes(model: onnx.ModelProto, given: Mapping[str, Sequence[in
             if dims is not None and len(dims) != len(shape):
                 raise InputError(f"input {vi.name!r} has rank {len(dims)} but the given shape {shape} has "
                                  f"rank {len(shape)}")
+            fixed = [(k, d) for k, d in enumerate(dims or ())
+                     if isinstance(d, int) and d > 0 and d != shape[k]]
+            if fixed:
+                k, d = fixed[0]
+                declared = tuple(x if isinstance(x, int) and x > 0 else "?" for x in dims or ())
+                raise InputError(f"input {vi.name!r} is given shape {shape}, but the model fixes axis {k} "
+                                 f"at {d} (declared {declared})")
             out[vi.name] = shape
             continue
         if dims is None:

@@ -113,6 +113,7 @@ def trace(model: torch.nn.Module, inputs: ExampleInputs, *, tracer: str = "auto"
         raise InputError("example_inputs hold no tensor; pass at least one input tensor")
     if tracer not in TRACERS:
         raise InputError(f"tracer={tracer!r}; use one of {', '.join(TRACERS)}")
+    check_devices(model, inputs)
     if tracer != "export":
         with eval_mode(model):
             try:
@@ -126,6 +127,7 @@ def trace(model: torch.nn.Module, inputs: ExampleInputs, *, tracer: str = "auto"
             ep = _export(model, inputs)
         except Exception as exc:  # noqa: BLE001 - any failure of export is reported with its cause
             _raise_trace_error(model, inputs, exc)
+    _check_program_runs(model, ep, inputs)
     return _build(model, ep, inputs, calls)
 
 
@@ -193,6 +195,81 @@ def _add_state(name: str, meta: tuple[tuple[int, ...], Any], tensor: torch.Tenso
     traced.fx_to_value[name] = name
 
 
+def _check_program_runs(model: torch.nn.Module, ep: torch.export.ExportedProgram,
+                        inputs: ExampleInputs) -> None:
+    """The traced program must run on the inputs it was traced with: every later step (reference,
+    GraphModule output) executes it. It can fail where tracing predicted other memory layouts
+    than eager execution produces (a .view() of a channels-last tensor)."""
+    state = list(model.state_dict(keep_vars=True).values())
+    if any(t.device.type == "meta" for t in [*inputs.tensors(), *state]):
+        return
+    program = ep.module()
+    try:
+        with torch.no_grad():
+            inputs.call(program)
+    except Exception as exc:  # noqa: BLE001 - reported with the node that failed
+        node, where = _failing_node(program, exc)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise TraceError(
+            f"torch.export traced {type(model).__name__}, but the traced program fails on the same inputs "
+            f"{inputs.describe()}{f' at node {node!r}' if node else ''}{f' (from {where})' if where else ''}"
+            f": {type(exc).__name__}: {first.rstrip('.')}. Tracing and eager execution disagree there, "
+            "typically on the memory layout of a tensor (channels-last or transposed) before a .view(); "
+            "use .reshape() there, or pass contiguous inputs.") from exc
+
+
+def _failing_node(program: torch.fx.GraphModule, exc: BaseException) -> tuple[str | None, str | None]:
+    """The fx node whose generated line raised, and the user code that produced it."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("<eval_with_key>")]
+    if not frames or " = " not in (frames[-1].line or ""):
+        return None, None
+    name = (frames[-1].line or "").split(" = ")[0].strip()
+    node = next((n for n in program.graph.nodes if n.name == name), None)
+    trace = (node.meta.get("stack_trace") or "") if node is not None else ""
+    lines = [ln.strip() for ln in trace.strip().splitlines()]
+    where = None
+    if len(lines) >= 2 and lines[-2].startswith("File "):
+        where = f"{lines[-2][5:]}: {lines[-1]}"
+    return name, where
+
+
+def check_devices(model: torch.nn.Module, inputs: ExampleInputs) -> None:
+    """Inputs on another device than the model's state fail deep inside export: say so up front."""
+    state = {t.device for t in model.state_dict(keep_vars=True).values()}
+    given = {t.device for t in inputs.tensors()}
+    if len(state) == 1 and given and given != state:
+        (want,) = state
+        have = ", ".join(sorted(str(d) for d in given))
+        raise InputError(f"the example inputs are on {have} but the model's parameters and buffers are on "
+                         f"{want}; move them to one device (inputs.to('{want}') or model.to(...))")
+
+
+# what blocked tracing, recognised from torch.export's error text
+_CONSTRUCTS = (
+    (("data-dependent", "DataDependent"), "data-dependent control flow or sizes (a Python if/while, int() or "
+     ".item() on a tensor's values)"),
+    ((".numpy()", "numpy"), "a conversion of a tensor to NumPy"),
+    (("tolist", ".item()", "_local_scalar_dense"), "a tensor turned into Python numbers (.item()/.tolist())"),
+)
+
+
+def _user_frame(exc: BaseException) -> str | None:
+    """'file:line in func: code' of the innermost frame outside torch, prunec and the stdlib."""
+    import os
+    import traceback
+
+    skip = tuple(os.path.dirname(m.__file__ or "") + os.sep for m in (torch, contextlib))
+    skip += (os.path.dirname(os.path.dirname(__file__)) + os.sep,)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith(skip) and not f.filename.startswith("<")]
+    if not frames:
+        return None
+    f = frames[-1]
+    return f"{f.filename}:{f.lineno} in {f.name}: {(f.line or '').strip()}"
+
+
 def _raise_trace_error(model: torch.nn.Module, inputs: ExampleInputs, exc: Exception) -> None:
     on_meta = any(t.device.type == "meta" for t in inputs.tensors())
     if not on_meta:
@@ -204,12 +281,17 @@ def _raise_trace_error(model: torch.nn.Module, inputs: ExampleInputs, exc: Excep
                 f"the model fails on the example inputs {inputs.describe()}: "
                 f"{type(run_exc).__name__}: {str(run_exc).splitlines()[0] if str(run_exc) else ''}. "
                 "Pass inputs of the shape, dtype and device the model expects.") from run_exc
+    text = f"{type(exc).__name__}: {exc}"
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    construct = next((what for keys, what in _CONSTRUCTS if any(k in text for k in keys)),
+                     "a Python construct torch.export cannot trace")
+    where = _user_frame(exc)
     raise TraceError(
-        f"torch.export could not trace {type(model).__name__} on inputs {inputs.describe()}: "
-        f"{type(exc).__name__}: {first}. The model runs eagerly, so a Python construct blocks "
-        "tracing (data-dependent control flow, .item()/.tolist() on tensors, unsupported "
-        "library calls). Rewrite that construct, or wrap it in a custom op with a prunec rule.") from exc
+        f"torch.export could not trace {type(model).__name__} on inputs {inputs.describe()}: {construct}"
+        f"{f', at {where}' if where else ''} ({type(exc).__name__}: {first}). Rewrite that construct with "
+        "tensor ops (torch.where, torch.cond), move it into a torch.library custom op (prunec then "
+        "keeps its channels unpruned), or prune a submodule that traces: "
+        "prunec.prune(model.<child>, ...).") from exc
 
 
 def _build(model: torch.nn.Module, ep: torch.export.ExportedProgram, inputs: ExampleInputs,

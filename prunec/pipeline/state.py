@@ -67,7 +67,8 @@ class PruneState:
     output_kind: str | None = None
     """'module' (same classes) or 'graph_module' (the traced program)."""
     verification: VerificationReport | None = None
-    tolerance: float = 1e-4
+    tolerance: float | None = None
+    """Verification tolerance; None: by output dtype (verify.default_tolerance)."""
     notes: tuple[str, ...] = ()
     history: tuple[str, ...] = ()
     extras: Mapping[str, Any] = field(default_factory=dict)

@@ -31,12 +31,14 @@ from prunec.rules.api import (
 from prunec.rules.families import (
     broadcast_facts,
     broadcasting,
+    broadcasting_rule,
     creation,
     elementwise,
     metadata_only,
     permute_facts,
     reduce_rule,
     reshape_rule,
+    same_shape_rule,
 )
 from prunec.rules.registry import RULES, op_rule
 
@@ -46,8 +48,8 @@ from prunec.rules.registry import RULES, op_rule
 elementwise(
     "onnx::Relu", "onnx::Sigmoid", "onnx::Tanh", "onnx::LeakyRelu", "onnx::Elu", "onnx::Selu", "onnx::Celu",
     "onnx::HardSigmoid", "onnx::HardSwish", "onnx::Softplus", "onnx::Softsign", "onnx::Gelu", "onnx::Mish",
-    "onnx::ThresholdedRelu", "onnx::Shrink", "onnx::Exp", "onnx::Log", "onnx::Sqrt", "onnx::Abs", "onnx::Neg",
-    "onnx::Reciprocal", "onnx::Floor", "onnx::Ceil", "onnx::Round", "onnx::Erf", "onnx::Sin", "onnx::Cos",
+    "onnx::ThresholdedRelu", "onnx::Shrink", "onnx::Exp", "onnx::Sqrt", "onnx::Abs", "onnx::Neg",
+    "onnx::Floor", "onnx::Ceil", "onnx::Round", "onnx::Erf", "onnx::Sin", "onnx::Cos",
     "onnx::Tan", "onnx::Asin", "onnx::Acos", "onnx::Atan", "onnx::Sinh", "onnx::Cosh", "onnx::Asinh",
     "onnx::Acosh", "onnx::Atanh", "onnx::Sign", "onnx::Not", "onnx::IsNaN", "onnx::IsInf", "onnx::BitwiseNot",
     "onnx::Clip",
@@ -57,11 +59,55 @@ elementwise(
 
 # out[c] = f(a[c], b[c], ...) with numpy broadcasting; size-1 axes are not coupled
 broadcasting(
-    "onnx::Add", "onnx::Sub", "onnx::Mul", "onnx::Div", "onnx::Pow", "onnx::Max", "onnx::Min", "onnx::Sum",
+    "onnx::Add", "onnx::Sub", "onnx::Mul", "onnx::Max", "onnx::Min", "onnx::Sum",
     "onnx::Mean", "onnx::Where", "onnx::Equal", "onnx::Less", "onnx::LessOrEqual", "onnx::Greater",
-    "onnx::GreaterOrEqual", "onnx::And", "onnx::Or", "onnx::Xor", "onnx::Mod", "onnx::BitwiseAnd",
+    "onnx::GreaterOrEqual", "onnx::And", "onnx::Or", "onnx::Xor", "onnx::BitwiseAnd",
     "onnx::BitwiseOr", "onnx::BitwiseXor", "onnx::BitShift", "onnx::PRelu",
 )
+
+
+
+# ops that are not finite at 0 (log(0), 1/0, 0/0, 0**-1): a zeroed channel poisons its consumers
+# (0 * inf = NaN), so zeroing is not removal there; the removal reference evaluates them on the
+# kept channels only
+def _aligned_axes(t: TensorView, y: TensorView) -> list[int]:
+    shift = y.rank - t.rank
+    return [k for k in range(t.rank) if k + shift >= 0 and t.size(k) == y.size(k + shift)]
+
+
+@op_rule("onnx::Log", "onnx::Reciprocal")
+def undefined_at_zero(node: OpView) -> RuleResult:
+    """out[c] = f(in[c]) with f(0) not finite: coupled like any elementwise op, not zero-invariant."""
+    facts = same_shape_rule(node)
+    if isinstance(facts, Declined):
+        return facts
+    x = node.input(0)
+    return [*facts, *(reduces(x.axis(k), f"'{node.op}' is not finite at 0") for k in range(x.rank))]
+
+
+@op_rule("onnx::Div", "onnx::Mod")
+def divide(node: OpView) -> RuleResult:
+    """out[c] = a[c] / b[c] with broadcasting; a zeroed divisor channel gives 0/0 = NaN."""
+    facts = list(broadcasting_rule(node))
+    if node.has_input(1):
+        b = node.input(1)
+        facts += [reduces(b.axis(k), f"'{node.op}' divides by these channels (0/0 when zeroed)")
+                  for k in _aligned_axes(b, node.output(0))]
+    return facts
+
+
+@op_rule("onnx::Pow")
+def power(node: OpView) -> RuleResult:
+    """out[c] = x[c] ** y: zero-invariant only for a constant exponent > 0 (0 ** y is 1 or inf else)."""
+    facts = list(broadcasting_rule(node))
+    exponent = node.attr("Y")
+    positive = not node.has_input("Y") and exponent is not None and bool(np.all(np.asarray(exponent) > 0))
+    if not positive:
+        x = node.input(0)
+        facts += [reduces(x.axis(k), f"'{node.op}' with exponent {exponent!r} is not zero at 0")
+                  for k in _aligned_axes(x, node.output(0))]
+    return facts
+
 
 # tensors whose size comes from constants: outputs pinned, inputs read for metadata only
 creation("onnx::ConstantOfShape", "onnx::Range", "onnx::EyeLike", "onnx::RandomNormalLike",
