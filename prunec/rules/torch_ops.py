@@ -39,7 +39,7 @@ elementwise(
     "aten::hardsigmoid", "aten::hardsigmoid_", "aten::leaky_relu", "aten::leaky_relu_", "aten::elu",
     "aten::elu_", "aten::selu", "aten::selu_", "aten::celu", "aten::celu_", "aten::mish", "aten::mish_",
     "aten::softplus", "aten::hardtanh", "aten::hardtanh_", "aten::hardshrink", "aten::softshrink",
-    "aten::log_sigmoid", "aten::logsigmoid", "aten::softsign", "aten::tanhshrink", "aten::rrelu",
+    "aten::log_sigmoid", "aten::rrelu",
     "aten::threshold", "aten::threshold_",
     "aten::abs", "aten::abs_", "aten::neg", "aten::neg_", "aten::exp", "aten::exp_", "aten::exp2",
     "aten::expm1", "aten::expm1_", "aten::log1p", "aten::log1p_", "aten::sqrt", "aten::sqrt_",
