@@ -271,8 +271,9 @@ def load(path: str | os.PathLike[str], model: nn.Module, *, example_inputs: Any 
     weights = _read_weights(root, plan)
     inputs = example_inputs if example_inputs is not None else _decode_inputs(plan, model)
     working = model if inplace else copy.deepcopy(model)
+    # the tracer prune() uses, so a GraphModule output gets the same graph and state order
     analysis = analyze(working, inputs, ignore=plan.get("ignore", ()), rules=rules,
-                       attention=plan.get("attention", "heads"))
+                       attention=plan.get("attention", "heads"), tracer="export")
     keep = _keep_mask(plan, analysis)
     if plan["output_kind"] == "module":
         from prunec.rewrite import rewrite_module

@@ -19,7 +19,7 @@ from prunec.analysis.atoms import AtomTable
 from prunec.analysis.choices import Choice, Option, choose, first_open
 from prunec.errors import UnsupportedOpError
 from prunec.ir.graph import Graph, OpNode, ValueKind
-from prunec.ir.slots import Coupling
+from prunec.ir.slots import Coupling, Identity
 from prunec.rules.api import Alternatives, Declined, Fact, Free, OpView, Pin, Reduces
 from prunec.rules.registry import RuleEntry, RuleRegistry
 
@@ -113,6 +113,10 @@ def coupling_atoms(table: AtomTable, c: Coupling) -> tuple[np.ndarray, np.ndarra
     """The atom pairs a coupling joins (index pairs outside either slot are dropped)."""
     sa, sb = table.slot_id(c.a), table.slot_id(c.b)
     na, nb = int(table.slot_size[sa]), int(table.slot_size[sb])
+    if type(c.map) is Identity:  # the common case, without index arrays: two aligned ranges
+        n = min(na, nb)
+        a0, b0 = int(table.slot_start[sa]), int(table.slot_start[sb])
+        return np.arange(a0, a0 + n, dtype=np.int64), np.arange(b0, b0 + n, dtype=np.int64)
     ia, ib = c.map.pairs(na, nb)
     ok = (ia >= 0) & (ia < na) & (ib >= 0) & (ib < nb)
     return table.atoms(sa, ia[ok]), table.atoms(sb, ib[ok])

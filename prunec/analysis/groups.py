@@ -161,10 +161,11 @@ def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], lis
     first_atom = np.full(result.num_components, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first_atom, comp, atoms)
     g_of_atom = group_of_comp[comp]
-    order_groups = np.unique(g_of_atom)
     # number groups by their first atom, so ids follow the graph's order
-    g_first = {int(g): int(first_atom[ucomps[glabel[: len(ucomps)] == g]].min()) for g in order_groups}
-    renumber = {g: i for i, g in enumerate(sorted(g_first, key=g_first.__getitem__))}
+    g_first = np.full(int(glabel.max()) + 1, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(g_first, glabel[: len(ucomps)], first_atom[ucomps])
+    present = sorted_unique(g_of_atom)
+    renumber = {int(g): i for i, g in enumerate(present[np.argsort(g_first[present], kind="stable")])}
 
     sort = np.lexsort((atoms, slot_of, g_of_atom))
     atoms, slot_of, comp, g_of_atom = atoms[sort], slot_of[sort], comp[sort], g_of_atom[sort]
@@ -185,7 +186,7 @@ def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], lis
             sid = int(slot_of[sub[0]])
             value = graph.value(table.slot_value[sid])
             idx = atoms[sub] - int(table.slot_start[sid])
-            members.append(Slice(str(value.param), table.slot_axis[sid], tuple(int(i) for i in idx)))
+            members.append(Slice(str(value.param), table.slot_axis[sid], tuple(idx.tolist())))
             chan_of.append(rank[np.searchsorted(sorted_comps, comp[sub])])
         reduced = result.comp_reduced[seg_comps]
         notes = tuple(dict.fromkeys(result.reasons[r] for r in result.comp_reduce_reason[seg_comps[reduced]]))

@@ -30,6 +30,7 @@ class TracedTorch:
 
     graph: Graph
     exported: torch.export.ExportedProgram
+    """The traced program: an ExportedProgram, or a RecordedProgram (same `.module()` contract)."""
     inputs: ExampleInputs
     fx_to_value: dict[str, str] = field(default_factory=dict)
     """fx node name -> IR value name (tied placeholders share one value)."""
@@ -96,13 +97,31 @@ def _export(model: torch.nn.Module, inputs: ExampleInputs) -> torch.export.Expor
         return torch.export.export(model, tuple(inputs.args), dict(inputs.kwargs), strict=False)
 
 
-def trace(model: torch.nn.Module, inputs: ExampleInputs) -> TracedTorch:
-    """Trace `model` on `inputs` into the IR; raise TraceError/InputError with the cause."""
+TRACERS = ("auto", "record", "export")
+
+
+def trace(model: torch.nn.Module, inputs: ExampleInputs, *, tracer: str = "auto") -> TracedTorch:
+    """Trace `model` on `inputs` into the IR; raise TraceError/InputError with the cause.
+
+    `tracer`: 'record' records one eager forward at the pre-dispatch level (fast, see
+    torch_record.py); 'export' runs torch.export; 'auto' records and falls back to torch.export
+    when the recording is not faithful.
+    """
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if not inputs.tensors():
         raise InputError("example_inputs hold no tensor; pass at least one input tensor")
+    if tracer not in TRACERS:
+        raise InputError(f"tracer={tracer!r}; use one of {', '.join(TRACERS)}")
     check_devices(model, inputs)
+    if tracer != "export":
+        with eval_mode(model):
+            try:
+                return _trace_recorded(model, inputs)
+            except Exception as exc:  # noqa: BLE001 - any failure of the fast path falls back to export
+                if tracer == "record":
+                    raise TraceError(f"recording {type(model).__name__} failed: {type(exc).__name__}: {exc}. "
+                                     "Use tracer='export'.") from exc
     with eval_mode(model), record_autograd_calls() as calls:
         try:
             ep = _export(model, inputs)
@@ -110,6 +129,70 @@ def trace(model: torch.nn.Module, inputs: ExampleInputs) -> TracedTorch:
             _raise_trace_error(model, inputs, exc)
     _check_program_runs(model, ep, inputs)
     return _build(model, ep, inputs, calls)
+
+
+def _trace_recorded(model: torch.nn.Module, inputs: ExampleInputs) -> TracedTorch:
+    from prunec.frontends.torch_record import NotRecordable, Ref, record, replays_exactly
+
+    program, eager_out = record(model, inputs)
+    rec = program.recording
+    if rec.suspicious and not replays_exactly(program, inputs, eager_out):
+        raise NotRecordable("the recorded program does not reproduce the eager outputs (it saw "
+                            f"{', '.join(dict.fromkeys(rec.suspicious))})")
+    graph = Graph()
+    traced = TracedTorch(graph=graph, exported=program, inputs=inputs)  # type: ignore[arg-type]
+    by_id: dict[int, list[str]] = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        by_id.setdefault(id(t), []).append(name)
+    # values in torch.export's order (parameters, buffers, constants, then inputs), so atoms, group
+    # ids and member order do not depend on the tracer
+    order = {id(t): i for i, (_, t) in enumerate([*model.named_parameters(), *model.named_buffers()])}
+    for ref, (_, tensor) in sorted(rec.attrs.items(), key=lambda kv: order.get(id(kv[1][1]), len(order))):
+        _add_state(rec.names[ref], rec.meta[ref], tensor, graph, traced, by_id)
+    for name, ref, _ in rec.inputs:
+        if ref is not None:
+            shape, dtype = rec.meta[ref]
+            graph.add_value(Value(name, shape, str(dtype), ValueKind.INPUT))
+            graph.graph_inputs.append(name)
+            traced.fx_to_value[name] = name
+
+    def value_name(a: Any) -> str | None:
+        return rec.names[a.id] if isinstance(a, Ref) else None
+
+    for call in rec.calls:
+        inputs_, attrs = split_args(call.target, call.args, call.kwargs, value_name, _same)
+        outs = [r for r in call.outs if r is not None]
+        if not outs and not inputs_:
+            continue  # pure Python arithmetic
+        outputs = []
+        for r in outs:
+            shape, dtype = rec.meta[r]
+            graph.add_value(Value(rec.names[r], shape, str(dtype)))
+            traced.fx_to_value[rec.names[r]] = rec.names[r]
+            outputs.append(rec.names[r])
+        origin, cls = call.modules[-1] if call.modules else (None, None)
+        graph.add_op(OpNode(call.name, op_key(call.target), attrs, origin, cls, call.target), inputs_, outputs)
+    graph.graph_outputs.extend(rec.names[o.id] for o in rec.outputs if isinstance(o, Ref))
+    graph.lint()
+    return traced
+
+
+def _same(v: Any) -> Any:
+    return v
+
+
+def _add_state(name: str, meta: tuple[tuple[int, ...], Any], tensor: torch.Tensor, graph: Graph,
+               traced: TracedTorch, by_id: dict[int, list[str]]) -> None:
+    """A recorded attribute: a parameter or persistent buffer (by state_dict name), else a constant."""
+    names = by_id.get(id(tensor))
+    if names is None:
+        kind, param, aliases = ValueKind.CONSTANT, None, ()
+    else:
+        kind = ValueKind.PARAM if isinstance(tensor, torch.nn.Parameter) else ValueKind.BUFFER
+        param, aliases = names[0], tuple(names[1:])
+        traced.state_aliases[param] = (param, *aliases)
+    graph.add_value(Value(name, meta[0], str(meta[1]), kind, param=param, aliases=aliases))
+    traced.fx_to_value[name] = name
 
 
 def _check_program_runs(model: torch.nn.Module, ep: torch.export.ExportedProgram,
@@ -334,43 +417,53 @@ def _reads_tensors(node: torch.fx.Node, traced: TracedTorch) -> bool:
 
 def _normalize_args(node: torch.fx.Node, traced: TracedTorch) -> tuple[list[tuple[str, str]], dict[str, Any]]:
     """Split a call's arguments into tensor ports and plain attributes, by schema name."""
-    schema = getattr(node.target, "_schema", None)
+    def value_name(a: Any) -> str | None:
+        return traced.fx_to_value.get(a.name) if isinstance(a, torch.fx.Node) else None
+    return split_args(node.target, node.args, node.kwargs, value_name, _concrete)
+
+
+def split_args(target: Any, args: Any, kwargs: Any, value_name: Any, concrete: Any
+               ) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """(ports, attrs) of one call: arguments that name an IR value (`value_name(arg)` is not None)
+    become ports named by the schema, lists of them ports 'name.j'; the rest are attributes."""
+    schema = getattr(target, "_schema", None)
     inputs: list[tuple[str, str]] = []
     attrs: dict[str, Any] = {}
     if schema is None:
-        flat = list(node.args) + list(node.kwargs.values())
+        flat = list(args) + list(kwargs.values())
         for i, a in enumerate(flat):
-            _classify(f"arg{i}", a, inputs, attrs, traced)
+            _classify(f"arg{i}", a, inputs, attrs, value_name, concrete)
         return inputs, attrs
-    positional = list(node.args)
+    positional = list(args)
     for i, arg in enumerate(schema.arguments):
         if i < len(positional):
             value = positional[i]
-        elif arg.name in node.kwargs:
-            value = node.kwargs[arg.name]
+        elif arg.name in kwargs:
+            value = kwargs[arg.name]
         elif arg.has_default_value():
             value = arg.default_value
         else:
             continue
-        _classify(arg.name, value, inputs, attrs, traced)
+        _classify(arg.name, value, inputs, attrs, value_name, concrete)
     return inputs, attrs
 
 
-def _classify(name: str, value: Any, inputs: list[tuple[str, str]], attrs: dict[str, Any],
-              traced: TracedTorch) -> None:
-    if isinstance(value, torch.fx.Node) and value.name in traced.fx_to_value:
-        inputs.append((name, traced.fx_to_value[value.name]))
+def _classify(name: str, value: Any, inputs: list[tuple[str, str]], attrs: dict[str, Any], value_name: Any,
+              concrete: Any) -> None:
+    vname = value_name(value)
+    if vname is not None:
+        inputs.append((name, vname))
         return
-    if isinstance(value, (list, tuple)) and any(
-            isinstance(v, torch.fx.Node) and v.name in traced.fx_to_value for v in value):
+    if isinstance(value, (list, tuple)) and any(value_name(v) is not None for v in value):
         ports: list[str | None] = []
         for j, v in enumerate(value):
-            if isinstance(v, torch.fx.Node) and v.name in traced.fx_to_value:
+            vn = value_name(v)
+            if vn is not None:
                 port = f"{name}.{j}"
-                inputs.append((port, traced.fx_to_value[v.name]))
+                inputs.append((port, vn))
                 ports.append(port)
             else:
-                ports.append(None if v is None else _concrete(v))
+                ports.append(None if v is None else concrete(v))
         attrs[name] = tuple(ports)
         return
-    attrs[name] = _concrete(value)
+    attrs[name] = concrete(value)

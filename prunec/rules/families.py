@@ -11,6 +11,7 @@ import numpy as np
 
 from prunec.ir.slots import ArrayMap, Digit, Slot
 from prunec.rules.api import (
+    Declined,
     Fact,
     OpView,
     RuleResult,
@@ -46,6 +47,25 @@ def elementwise(*ops: str, registry: RuleRegistry | None = None) -> None:
     _reg(registry).register(ops, same_shape_rule, source=_caller())
 
 
+def singular_rule(node: OpView) -> RuleResult:
+    """out[c] = f(in[c]) where f(0) is not finite: channels flow as for `same_shape_rule`, and every
+    axis of input 0 is marked as one where zeroing differs from removing."""
+    facts = same_shape_rule(node)
+    if isinstance(facts, Declined):
+        return facts
+    x = node.input(0)
+    return [*facts, *(reduces(x.axis(k), f"'{node.op}' is not finite at zero: a zeroed channel differs "
+                                          "from a removed one") for k in range(x.rank))]
+
+
+singular_rule.positionwise = True  # type: ignore[attr-defined]  # out[i] depends on in[i] only
+
+
+def singular_at_zero(*ops: str, registry: RuleRegistry | None = None) -> None:
+    """Register unary elementwise ops that are infinite at 0 (log, reciprocal, rsqrt, ...)."""
+    _reg(registry).register(ops, singular_rule, source=_caller())
+
+
 def broadcast_facts(t: TensorView, y: TensorView) -> list[Fact]:
     """Couple `t`'s axes to `y`'s under numpy broadcasting; size-1 axes of `t` are left out."""
     facts: list[Fact] = []
@@ -70,6 +90,25 @@ def broadcasting_rule(node: OpView) -> RuleResult:
 def broadcasting(*ops: str, registry: RuleRegistry | None = None) -> None:
     """Register n-ary broadcasting ops (add, mul, where, ...)."""
     _reg(registry).register(ops, broadcasting_rule, source=_caller())
+
+
+def divisor_facts(node: OpView, port: str) -> list[Fact]:
+    """The divisor's channel axes (those coupled to the output): zeroing one divides by zero."""
+    d = node.input_or_none(port)
+    if d is None:
+        return []
+    y = node.output(0)
+    shift = y.rank - d.rank
+    return [reduces(d.axis(k), f"'{node.op}' divides by this axis: a zeroed channel divides by zero")
+            for k in range(d.rank) if shift >= 0 and d.size(k) == y.size(k + shift) and d.size(k) > 1]
+
+
+def dividing(port: str, *ops: str, registry: RuleRegistry | None = None) -> None:
+    """Register broadcasting ops that divide by (or take the log of) the input on `port`."""
+    def rule(node: OpView) -> RuleResult:
+        return [*broadcasting_rule(node), *divisor_facts(node, port)]
+    rule.positionwise = True  # type: ignore[attr-defined]  # elementwise under broadcasting
+    _reg(registry).register(ops, rule, source=_caller())
 
 
 def leading_axes_rule(spatial: int) -> object:

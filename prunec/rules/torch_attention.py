@@ -116,7 +116,8 @@ def _sources(graph: Graph, value: str, registry: RuleRegistry,
             continue
         entry = registry.get(op.op)
         positionwise = registry.is_view_like(op.op) or (
-            entry is not None and entry.rule in (same_shape_rule, broadcasting_rule))
+            entry is not None and (entry.rule in (same_shape_rule, broadcasting_rule)
+                                 or getattr(entry.rule, "positionwise", False)))
         if not positionwise:
             found.add(op.name)
             continue

@@ -17,6 +17,7 @@ from prunec.rules.families import (
     broadcasting,
     broadcasting_rule,
     creation,
+    dividing,
     elementwise,
     leading_axes_rule,
     metadata_only,
@@ -24,7 +25,7 @@ from prunec.rules.families import (
     reduce_rule,
     reshape_facts,
     reshape_rule,
-    same_shape_rule,
+    singular_at_zero,
     spatial,
 )
 from prunec.rules.registry import RULES, op_rule
@@ -37,21 +38,24 @@ elementwise(
     "aten::sigmoid", "aten::sigmoid_", "aten::tanh", "aten::tanh_", "aten::hardswish", "aten::hardswish_",
     "aten::hardsigmoid", "aten::hardsigmoid_", "aten::leaky_relu", "aten::leaky_relu_", "aten::elu",
     "aten::elu_", "aten::selu", "aten::selu_", "aten::celu", "aten::celu_", "aten::mish", "aten::mish_",
-    "aten::softplus", "aten::softsign", "aten::hardtanh", "aten::hardtanh_", "aten::hardshrink",
-    "aten::softshrink", "aten::tanhshrink", "aten::logsigmoid", "aten::rrelu",
-    "aten::abs", "aten::abs_", "aten::neg", "aten::neg_", "aten::exp", "aten::exp_", "aten::expm1",
-    "aten::log1p", "aten::sqrt", "aten::sqrt_", "aten::sin", "aten::cos",
-    "aten::tan", "aten::asin", "aten::acos", "aten::atan", "aten::sinh", "aten::cosh", "aten::erf",
-    "aten::erf_", "aten::erfc", "aten::erfinv", "aten::sign", "aten::sgn", "aten::floor", "aten::ceil",
-    "aten::round", "aten::trunc", "aten::frac", "aten::square", "aten::nan_to_num",
-    "aten::isnan", "aten::isinf", "aten::isfinite", "aten::logical_not", "aten::bitwise_not",
-    "aten::positive",
+    "aten::softplus", "aten::hardtanh", "aten::hardtanh_", "aten::hardshrink", "aten::softshrink",
+    "aten::log_sigmoid", "aten::rrelu",
+    "aten::threshold", "aten::threshold_",
+    "aten::abs", "aten::abs_", "aten::neg", "aten::neg_", "aten::exp", "aten::exp_", "aten::exp2",
+    "aten::expm1", "aten::expm1_", "aten::log1p", "aten::log1p_", "aten::sqrt", "aten::sqrt_",
+    "aten::sin", "aten::sin_", "aten::cos", "aten::cos_", "aten::tan", "aten::tan_", "aten::asin",
+    "aten::acos", "aten::atan", "aten::sinh", "aten::cosh", "aten::sinc", "aten::erf", "aten::erf_",
+    "aten::erfc", "aten::erfc_", "aten::erfinv", "aten::i0", "aten::sign", "aten::sgn", "aten::signbit",
+    "aten::floor", "aten::floor_", "aten::ceil", "aten::ceil_", "aten::round", "aten::round_", "aten::trunc",
+    "aten::trunc_", "aten::frac", "aten::square", "aten::deg2rad", "aten::rad2deg", "aten::nan_to_num",
+    "aten::nan_to_num_", "aten::isnan", "aten::isinf", "aten::isfinite", "aten::logical_not",
+    "aten::bitwise_not", "aten::positive",
     # dropout is the identity in eval mode, which is how prunec traces
     "aten::dropout", "aten::dropout_", "aten::feature_dropout", "aten::alpha_dropout",
     "aten::feature_alpha_dropout", "aten::native_dropout",
     # copies and casts keep every element where it was
     "aten::clone", "aten::contiguous", "aten::detach", "aten::detach_", "aten::alias", "aten::lift_fresh_copy",
-    "aten::to", "aten::_to_copy", "aten::type_as", "aten::_assert_scalar", "aten::lift_fresh",
+    "aten::to", "aten::_to_copy", "aten::lift_fresh",
     "aten::zeros_like", "aten::ones_like", "aten::full_like", "aten::empty_like", "aten::rand_like",
     "aten::randn_like", "aten::fill_", "aten::zero_", "aten::fill", "aten::bernoulli",
     "aten::clamp", "aten::clamp_", "aten::clip", "aten::clip_", "aten::clamp_min", "aten::clamp_min_",
@@ -59,58 +63,31 @@ elementwise(
     "aten::_autocast_to_reduced_precision", "aten::_autocast_to_full_precision", "aten::dequantize",
 )
 
+# out[c] = f(in[c]) with f infinite at 0: a zeroed channel would turn into inf/NaN where a removed one
+# is simply absent, so the channels stay prunable but are checked against the removal reference
+singular_at_zero(
+    "aten::log", "aten::log_", "aten::log2", "aten::log10", "aten::rsqrt", "aten::rsqrt_", "aten::reciprocal",
+    "aten::reciprocal_", "aten::logit", "aten::logit_", "aten::lgamma", "aten::digamma",
+)
+
 # out[c] = f(a[c], b[c], ...) with numpy broadcasting; size-1 axes are not coupled
 broadcasting(
     "aten::add", "aten::add_", "aten::sub", "aten::sub_", "aten::rsub", "aten::mul", "aten::mul_",
-    "aten::maximum", "aten::minimum", "aten::fmax", "aten::fmin", "aten::atan2",
+    "aten::maximum", "aten::minimum", "aten::fmax", "aten::fmin", "aten::atan2", "aten::atan2_",
     "aten::where", "aten::masked_fill", "aten::masked_fill_", "aten::eq", "aten::ne", "aten::lt", "aten::le",
     "aten::gt", "aten::ge", "aten::logical_and", "aten::logical_or", "aten::logical_xor",
-    "aten::bitwise_and", "aten::bitwise_or", "aten::bitwise_xor", "aten::addcmul", "aten::addcmul_",
-    "aten::addcdiv", "aten::addcdiv_", "aten::lerp", "aten::lerp_", "aten::copy_", "aten::copy",
-    "aten::hypot", "aten::xlogy", "aten::heaviside", "aten::copysign",
+    "aten::bitwise_and", "aten::bitwise_or", "aten::bitwise_xor", "aten::__and__", "aten::__or__",
+    "aten::__xor__", "aten::__iand__", "aten::__ior__", "aten::__ixor__", "aten::addcmul", "aten::addcmul_",
+    "aten::lerp", "aten::lerp_", "aten::copy_", "aten::copy", "aten::hypot", "aten::heaviside",
+    "aten::copysign", "aten::logaddexp", "aten::logaddexp2",
 )
 
-# out[c] = f(in[c]) where f(0) is infinite or NaN (log(0), 1/0, 0/0, 0**-1): a zeroed channel
-# poisons every consumer (0 * inf = NaN), so zeroing is not removal; the removal reference
-# evaluates these ops on the kept channels only
-@op_rule("aten::log", "aten::log_", "aten::log2", "aten::log10", "aten::rsqrt", "aten::rsqrt_",
-         "aten::reciprocal", "aten::reciprocal_", "aten::logit")
-def undefined_at_zero(node: OpView) -> RuleResult:
-    """out[c] = f(in[c]) with f(0) not finite: coupled like any elementwise op, but not zero-invariant."""
-    facts = same_shape_rule(node)
-    if isinstance(facts, Declined):
-        return facts
-    x = node.input(0)
-    return [*facts, *(reduces(x.axis(k), f"'{node.op}' is not finite at 0") for k in range(x.rank))]
-
-
-@op_rule("aten::pow", "aten::pow_", "aten::float_power")
-def power(node: OpView) -> RuleResult:
-    """out[c] = x[c] ** e: zero-invariant for a positive constant exponent; with a negative or
-    tensor exponent 0 ** e is infinite (or 1), so zeroing is not removal there."""
-    facts = list(same_shape_rule(node)) if node.input(0).shape == node.output(0).shape else None
-    if facts is None:
-        return broadcasting_rule(node)
-    exponent = node.attr("exponent")
-    if node.has_input(1) or not isinstance(exponent, (int, float)) or exponent <= 0:
-        x = node.input(0)
-        facts += [reduces(x.axis(k), f"'{node.op}' with exponent {exponent!r} is not zero at 0")
-                  for k in range(x.rank)]
-    return facts
-
-
-@op_rule("aten::div", "aten::div_", "aten::true_divide", "aten::floor_divide", "aten::remainder", "aten::fmod")
-def divide(node: OpView) -> RuleResult:
-    """out[c] = a[c] / b[c] with broadcasting. A removed divisor channel, zeroed, gives 0/0 = NaN,
-    which no zeroed consumer absorbs: the divisor's channels are not zero-invariant."""
-    facts = list(broadcasting_rule(node))
-    if len(node.inputs) > 1:
-        b, y = node.input(1), node.output(0)
-        shift = y.rank - b.rank
-        facts += [reduces(b.axis(k), f"'{node.op}' divides by these channels (0/0 when zeroed)")
-                  for k in range(b.rank) if k + shift >= 0 and b.size(k) == y.size(k + shift)]
-    return facts
-
+# out[c] = a[c] / b[c] (and friends): as broadcasting, but a zeroed divisor channel divides by zero,
+# so the divisor's channels are checked against the removal reference
+dividing("other", "aten::div", "aten::div_", "aten::true_divide", "aten::true_divide_", "aten::floor_divide",
+         "aten::floor_divide_", "aten::remainder", "aten::remainder_", "aten::fmod", "aten::fmod_",
+         "aten::xlogy", "aten::xlogy_")
+dividing("tensor2", "aten::addcdiv", "aten::addcdiv_")
 
 # per-channel maps over the last k spatial axes: channels pass, space is not a channel axis
 spatial(1, "aten::max_pool1d", "aten::avg_pool1d", "aten::adaptive_avg_pool1d", "aten::adaptive_max_pool1d",
@@ -121,6 +98,8 @@ spatial(2, "aten::max_pool2d", "aten::avg_pool2d", "aten::adaptive_avg_pool2d", 
         "aten::upsample_bicubic2d", "aten::_upsample_bilinear2d_aa", "aten::_upsample_bicubic2d_aa",
         "aten::_upsample_nearest_exact2d", "aten::reflection_pad2d", "aten::replication_pad2d",
         "aten::fractional_max_pool2d", "aten::lp_pool2d", "aten::grid_sampler_2d")
+# tril/triu zero entries by their (row, column) position in the last two axes
+spatial(2, "aten::tril", "aten::tril_", "aten::triu", "aten::triu_")
 spatial(3, "aten::max_pool3d", "aten::avg_pool3d", "aten::adaptive_avg_pool3d", "aten::adaptive_max_pool3d",
         "aten::max_pool3d_with_indices", "aten::upsample_nearest3d", "aten::upsample_trilinear3d",
         "aten::reflection_pad3d", "aten::replication_pad3d", "aten::_upsample_nearest_exact3d")
@@ -132,13 +111,13 @@ creation("aten::arange", "aten::zeros", "aten::ones", "aten::full", "aten::empty
          "aten::empty_strided", "aten::tensor", "aten::_local_scalar_dense", "aten::item")
 
 # ops that read only metadata
-metadata_only("aten::_assert_tensor_metadata", "aten::sym_size", "aten::sym_numel", "aten::sym_stride",
+metadata_only("aten::_assert_tensor_metadata", "aten::_assert_scalar", "aten::sym_size", "aten::sym_numel", "aten::sym_stride",
               "aten::_assert_async", "aten::sym_constrain_range_for_size", "aten::_functional_assert_async",
               "aten::size", "aten::dim", "aten::numel")
 
 # pure re-arrangements: a view of a parameter still holds that parameter's zeros
 RULES.mark_view_like(
-    "aten::view", "aten::reshape", "aten::_unsafe_view", "aten::flatten", "aten::unflatten", "aten::permute",
+    "aten::view", "aten::view_as", "aten::reshape_as", "aten::reshape", "aten::_unsafe_view", "aten::flatten", "aten::unflatten", "aten::permute",
     "aten::transpose", "aten::t", "aten::squeeze", "aten::unsqueeze", "aten::expand", "aten::expand_as",
     "aten::contiguous", "aten::clone", "aten::detach", "aten::alias", "aten::to", "aten::_to_copy",
     "aten::type_as", "aten::lift_fresh_copy", "aten::movedim", "aten::swapaxes", "aten::swapdims",
@@ -216,6 +195,30 @@ def expand(node: OpView) -> RuleResult:
     return facts
 
 
+@op_rule("aten::type_as")
+def type_as(node: OpView) -> RuleResult:
+    """y = x cast to other's dtype: x's axes pass; only other's dtype is read."""
+    x, y = node.input(0), node.output(0)
+    return [*(couple(x.axis(k), y.axis(k)) for k in range(x.rank)),
+            *(free(s) for t in node.inputs[1:] for s in t.slots())]
+
+
+@op_rule("aten::pow", "aten::pow_", "aten::float_power", "aten::float_power_")
+def pow_(node: OpView) -> RuleResult:
+    """y[c] = x[c] ** e[c] (either may be a scalar); a negative or computed exponent is infinite at a
+    zeroed base, so the base's channels are then checked against the removal reference."""
+    facts = list(broadcasting_rule(node))
+    base = node.input_or_none("self")
+    exponent = node.attr("exponent")
+    if base is None or (isinstance(exponent, (int, float)) and exponent >= 0):
+        return facts
+    return facts + [reduces(base.axis(k), f"'{node.op}' with exponent {exponent!r} is not finite at zero")
+                    for k in range(base.rank)]
+
+
+type_as.positionwise = pow_.positionwise = True  # type: ignore[attr-defined]  # elementwise
+
+
 @op_rule("aten::repeat")
 def repeat(node: OpView) -> RuleResult:
     """y[i + k*n] = x[i] along each repeated axis."""
@@ -272,8 +275,7 @@ def stack(node: OpView) -> RuleResult:
     return facts
 
 
-@op_rule("aten::split", "aten::split_with_sizes", "aten::unsafe_split", "aten::unsafe_split_with_sizes",
-         "aten::tensor_split")
+@op_rule("aten::split", "aten::split_with_sizes", "aten::unsafe_split", "aten::unsafe_split_with_sizes")
 def split(node: OpView) -> RuleResult:
     """Part j's channel c is channel offset_j + c of the input."""
     x = node.input(0)
@@ -306,6 +308,25 @@ def chunk(node: OpView) -> RuleResult:
             facts.append(couple(outs[0].axis(dim), y.axis(dim)))
     elif len(outs) > 1:
         facts.append(pin(x.axis(dim), "chunk with unequal parts cannot stay a chunk after pruning"))
+    return facts
+
+
+@op_rule("aten::tensor_split")
+def tensor_split(node: OpView) -> RuleResult:
+    """tensor_split(x, n): n near-equal parts, recomputed from the size at run time. Equal parts stay
+    equal only if every part loses the same positions (as for chunk); unequal parts or fixed split
+    indices would move after pruning, so that axis is kept whole."""
+    x = node.input(0)
+    dim = int(node.attr("dim", 0)) % x.rank  # type: ignore[arg-type]
+    sizes = {y.size(dim) for y in node.outputs}
+    if node.attr("sections") is not None and len(sizes) == 1:
+        return chunk(node)
+    facts: list[Fact] = [pin(x.axis(dim), "tensor_split into unequal parts or at fixed indices")]
+    start = 0
+    for y in node.outputs:
+        facts += [couple(y.axis(k), x.axis(k)) for k in range(x.rank) if k != dim]
+        facts.append(couple(y.axis(dim), x.axis(dim), Offset(start)))
+        start += y.size(dim)
     return facts
 
 
@@ -597,10 +618,16 @@ def einsum(node: OpView) -> RuleResult:
          "aten::native_batch_norm", "aten::instance_norm", "aten::_batch_norm_impl_index",
          "aten::cudnn_batch_norm", "aten::_native_batch_norm_legit_functional")
 def batch_norm(node: OpView) -> RuleResult:
-    """Per-channel affine map: out[c] = (x[c] - mean[c]) / sqrt(var[c]) * w[c] + b[c]."""
+    """Per-channel affine map: out[c] = (x[c] - mean[c]) / sqrt(var[c]) * w[c] + b[c]. With batch
+    statistics (training=True, instance norm, no running stats) mean and var are taken over every
+    other axis, so entries of those axes are mixed (weight standardization reshapes a conv's input
+    channels into one)."""
     x = node.input("input")
     y = node.output(0)
     facts: list[Fact] = [couple(x.axis(k), y.axis(k)) for k in range(x.rank)]
+    if _uses_batch_statistics(node):
+        facts += [reduces(x.axis(k), f"'{node.op}' takes statistics over this axis")
+                  for k in range(x.rank) if k != 1 and x.size(k) > 1]
     for port in ("weight", "bias", "running_mean", "running_var"):
         if (p := node.input_or_none(port)) is not None:
             facts.append(couple(x.axis(1), p.axis(0)))
@@ -608,6 +635,13 @@ def batch_norm(node: OpView) -> RuleResult:
         if extra.rank == 1 and extra.size(0) == x.size(1):
             facts.append(couple(x.axis(1), extra.axis(0)))
     return facts
+
+
+def _uses_batch_statistics(node: OpView) -> bool:
+    if node.op == "aten::_native_batch_norm_legit_no_training":
+        return False
+    flag = node.attr("use_input_stats" if node.op == "aten::instance_norm" else "training", False)
+    return bool(flag) or node.input_or_none("running_mean") is None
 
 
 @op_rule("aten::layer_norm", "aten::native_layer_norm", "aten::rms_norm", "aten::_fused_rms_norm")
@@ -691,13 +725,13 @@ def sdpa(node: OpView) -> RuleResult:
 
 @op_rule("aten::softmax", "aten::_softmax", "aten::log_softmax", "aten::_log_softmax",
          "aten::_safe_softmax", "aten::cumsum", "aten::cumprod", "aten::logcumsumexp", "aten::flip",
-         "aten::roll", "aten::sort", "aten::argsort", "aten::cummax", "aten::cummin")
+         "aten::roll", "aten::sort", "aten::argsort", "aten::cummax", "aten::cummin", "aten::topk")
 def along_axis(node: OpView) -> RuleResult:
     """Ops that mix or reorder entries along `dim` (or `dims`/`shifts` axes): the other axes pass
     through and those axes stay as they are (pinned)."""
     x = node.input(0)
     dims = node.attr("dim", node.attr("dims"))
-    if dims is None:
+    if dims is None or (isinstance(dims, (list, tuple)) and not dims and node.op == "aten::roll"):
         return decline("no axis given: the op runs over the flattened tensor")
     mixed = {int(d) % x.rank for d in (dims if isinstance(dims, (list, tuple)) else [dims])}
     return [couple(x.axis(k), y.axis(k)) for y in node.outputs for k in range(x.rank)
@@ -754,6 +788,37 @@ def pixel_unshuffle(node: OpView) -> RuleResult:
     facts: list[Fact] = [couple(x.axis(k), y.axis(k)) for k in range(c)]
     facts.append(couple(x.axis(c), y.axis(c), Block(r * r)))
     return facts
+
+
+@op_rule("aten::im2col")
+def im2col(node: OpView) -> RuleResult:
+    """F.unfold: output row c*K + k holds kernel position k of input channel c (K = kernel size)."""
+    x, y = node.input(0), node.output(0)
+    c = x.rank - 3
+    k = y.size(c) // max(x.size(c), 1)
+    facts: list[Fact] = [couple(x.axis(i), y.axis(i)) for i in range(c)]
+    facts.append(couple(x.axis(c), y.axis(c), Block(k)))
+    return facts
+
+
+@op_rule("aten::col2im")
+def col2im(node: OpView) -> RuleResult:
+    """F.fold: input row c*K + k is added at kernel position k of output channel c."""
+    x, y = node.input(0), node.output(0)
+    c = y.rank - 3
+    k = x.size(c) // max(y.size(c), 1)
+    facts: list[Fact] = [couple(x.axis(i), y.axis(i)) for i in range(c)]
+    facts.append(couple(y.axis(c), x.axis(c), Block(k)))
+    return facts
+
+
+@op_rule("aten::unfold")
+def unfold(node: OpView) -> RuleResult:
+    """Tensor.unfold(dim, size, step): windows along `dim` become a new last axis; the other axes
+    pass through."""
+    x, y = node.input(0), node.output(0)
+    dim = node.int_attr("dimension", 0) % x.rank
+    return [couple(x.axis(k), y.axis(k)) for k in range(x.rank) if k != dim]
 
 
 @op_rule("aten::sum", "aten::mean", "aten::amax", "aten::amin", "aten::nansum", "aten::nanmean",

@@ -107,7 +107,7 @@ def test_division_by_pruned_channels_is_not_zero_invariant():
     result = prunec.prune(model, x, ratio=0.5)
     (group,) = result.removed
     assert not group.zero_invariant
-    assert any("divides by these channels" in n for n in group.notes)
+    assert any("divides by this axis" in n for n in group.notes)
     assert result.model.conv.out_channels == 4 and result.model.scale.shape == (1, 4, 1, 1)
     keep = [c for c in range(8) if c not in group.channels]
     with torch.no_grad():  # removal: channel c simply absent from the sum of the head

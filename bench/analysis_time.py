@@ -1,0 +1,163 @@
+"""Analysis time (trace + groups) and peak memory versus graph size, side by side with Torch-Pruning.
+
+    python bench/analysis_time.py                    # MLP depth 10/100/1000 and ResNet-50
+    python bench/analysis_time.py --depths 10 100 1000 3000 --repeat 5
+
+For each model, in a fresh subprocess per tool (so peak memory is that tool's own):
+- prunec: `prunec.analyze(model, x)` (default tracer: one recorded eager forward), and with
+  tracer='export' (torch.export) for reference;
+- Torch-Pruning: `DependencyGraph().build_dependency(model, example_inputs=x)` when `torch_pruning`
+  is installed (it is never a prunec dependency).
+Time is CPU time of the process (steadier than wall time on a shared machine; one torch thread, so
+the two agree on an idle one), the best of `--repeat` runs after one warm-up on the same model;
+µs/node divides it by the number of ops in prunec's IR of that model (the same denominator for
+every tool). Peak memory is the largest Python heap (tracemalloc, which also sees numpy) over one
+more run, and the growth of the process's peak resident set over the whole measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import tracemalloc
+from typing import Any
+
+TAG = "ANALYSIS_TIME "
+
+
+def build(name: str) -> tuple[Any, Any]:
+    """The model and its example input."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    if name.startswith("mlp"):
+        depth = int(name[3:])
+        layers: list[nn.Module] = []
+        for _ in range(depth):
+            layers += [nn.Linear(64, 64), nn.ReLU()]
+        return nn.Sequential(*layers, nn.Linear(64, 10)).eval(), torch.randn(8, 64)
+    import torchvision
+
+    return torchvision.models.get_model(name, weights=None).eval(), torch.randn(1, 3, 224, 224)
+
+
+def runner(tool: str) -> Any:
+    """A function model, x -> None that performs the tool's analysis."""
+    if tool == "torch_pruning":
+        import torch_pruning as tp
+
+        return lambda m, x: tp.DependencyGraph().build_dependency(m, example_inputs=x)
+    import prunec
+
+    tracer = "export" if tool == "prunec-export" else "auto"
+    return lambda m, x: prunec.analyze(m, x, tracer=tracer)
+
+
+def measure(name: str, tool: str, repeat: int) -> dict[str, Any]:
+    """In this process: warm up, time `repeat` runs, then one traced run for peak memory."""
+    import torch
+
+    import prunec
+
+    torch.set_num_threads(1)
+    model, x = build(name)
+    nodes = len(prunec.analyze(model, x).graph)
+    run = runner(tool)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    run(model, x)
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.process_time()
+        run(model, x)
+        best = min(best, time.process_time() - t)
+    tracemalloc.start()
+    run(model, x)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
+    return {
+        "model": name,
+        "tool": tool,
+        "nodes": nodes,
+        "seconds": best,
+        "heap_mb": peak / 2**20,
+        "rss_mb": rss / 1024,
+    }
+
+
+def _child(name: str, tool: str, repeat: int) -> dict[str, Any] | None:
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--one", name, tool, str(repeat)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith(TAG):
+            return json.loads(line[len(TAG) :])
+    print(f"{name} / {tool} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}", file=sys.stderr)
+    return None
+
+
+def main() -> None:
+    """Measure every (model, tool) pair and print the table."""
+    if "--one" in sys.argv:
+        i = sys.argv.index("--one")
+        print(TAG + json.dumps(measure(sys.argv[i + 1], sys.argv[i + 2], int(sys.argv[i + 3]))), flush=True)
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--depths", type=int, nargs="+", default=[10, 100, 1000])
+    ap.add_argument("--models", nargs="*", default=["resnet50"])
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    try:
+        import torch_pruning  # noqa: F401
+
+        tools = ["prunec", "prunec-export", "torch_pruning"]
+    except ImportError:
+        tools = ["prunec", "prunec-export"]
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    names = [f"mlp{d}" for d in args.depths] + list(args.models)
+    for name in names:
+        for tool in tools:
+            r = _child(name, tool, args.repeat)
+            if r is not None:
+                rows[(name, tool)] = r
+                print(f"{name} {tool}: {r['seconds'] * 1e3:.1f} ms", file=sys.stderr, flush=True)
+    head = "| model | IR ops |" + "".join(
+        f" {t} CPU ms | {t} µs/node | {t} heap MB | {t} RSS MB |" for t in tools
+    )
+    print("\n" + head)
+    print("|---|---|" + "---|---|---|---|" * len(tools))
+    for name in names:
+        cells = []
+        nodes = next((r["nodes"] for (n, _), r in rows.items() if n == name), 0)
+        for tool in tools:
+            r = rows.get((name, tool))
+            cells += (
+                ["-"] * 4
+                if r is None
+                else [
+                    f"{r['seconds'] * 1e3:.1f}",
+                    f"{r['seconds'] * 1e6 / max(nodes, 1):.0f}",
+                    f"{r['heap_mb']:.1f}",
+                    f"{r['rss_mb']:.0f}",
+                ]
+            )
+        print(f"| {name} | {nodes} | " + " | ".join(cells) + " |")
+    if "torch_pruning" in tools:
+        print("\nprunec / Torch-Pruning time ratio (below 1: prunec is faster):")
+        for name in names:
+            a, b = rows.get((name, "prunec")), rows.get((name, "torch_pruning"))
+            if a and b:
+                print(f"  {name}: {a['seconds'] / b['seconds']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,484 @@
+"""Fast torch frontend: record the ATen ops of one eager forward at torch's pre-dispatch level.
+
+torch.export runs the model on fake tensors through several tracing layers (a few milliseconds per
+op). This frontend runs the model once, eagerly, under a dispatch mode on the PreDispatch key. That
+key sees the ops torch.export keeps (aten::linear, aten::conv2d, aten::batch_norm: composite ops not
+yet decomposed) with real tensors, for tens of microseconds per op. Each call is kept as a small
+record (the op, its arguments with tensors replaced by references, its node name); the IR is built
+from the records, and the fx graph in the form of `ExportedProgram.module()` (user inputs as
+placeholders, parameters and buffers as get_attr nodes named by their state_dict key, one
+call_function node per op, named as torch.export names them) only when someone asks for it.
+
+It relies on private torch hooks (a SchemaCheckMode subclass, the only user-visible mode class the
+PreDispatch mode stack accepts, and the Python dispatcher). Whenever they are missing, or the model
+does something a recording does not describe (tensor data steering Python, in-place writes into
+parameters or inputs, Tensor.numpy()/tolist(), user autograd.Functions, autocast, `out=` calls),
+`record` raises `NotRecordable` and the caller falls back to torch.export. Recordings that saw random ops or tensors
+made outside any recorded op are replayed once and must reproduce the eager outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import operator
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx
+from torch.utils import _pytree as pytree
+
+from prunec.inputs import ExampleInputs
+
+try:  # the one user-visible mode class the PreDispatch mode stack accepts (private torch API)
+    from torch._subclasses.schema_check_mode import SchemaCheckMode as _PreDispatchMode
+except ImportError:  # pragma: no cover - older or newer torch: the export frontend is used instead
+    _PreDispatchMode = None  # type: ignore[assignment,misc]
+
+
+class NotRecordable(Exception):
+    """The model cannot be recorded faithfully; trace it with torch.export instead."""
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A tensor in a recorded call's arguments: the value it is (by number)."""
+
+    id: int
+
+
+@dataclass
+class Call:
+    """One recorded op: target, arguments (tensors as Refs), node name, output refs by position."""
+
+    target: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    name: str
+    outs: list[int | None]
+    """Ref of each tensor output (one entry for a single tensor, one per element of a sequence)."""
+    sequence: bool
+    """Whether the op returned a list/tuple (its elements get getitem nodes)."""
+    modules: tuple[tuple[str, str], ...]
+    """(path, class) of every model submodule running, outermost first."""
+    other: Any = None
+    """The non-tensor result, when the op returned one."""
+
+
+@dataclass
+class Recording:
+    """Everything one recorded forward produced."""
+
+    calls: list[Call] = field(default_factory=list)
+    names: dict[int, str] = field(default_factory=dict)
+    """Ref -> the name of the value (placeholder, get_attr or op node name)."""
+    meta: dict[int, tuple[tuple[int, ...], torch.dtype]] = field(default_factory=dict)
+    inputs: list[tuple[str, int | None, Any]] = field(default_factory=list)
+    """Placeholders: (name, ref or None for a non-tensor leaf, example value)."""
+    attrs: dict[int, tuple[str, torch.Tensor]] = field(default_factory=dict)
+    """Ref -> (attribute target, tensor) for parameters, buffers and constants, in first-use order."""
+    outputs: list[Any] = field(default_factory=list)
+    """Output leaves: Ref or a plain value."""
+    arg_names: list[str] = field(default_factory=list)
+    in_spec: Any = None
+    out_spec: Any = None
+    suspicious: list[str] = field(default_factory=list)
+    """What only a replay can vouch for (random ops, tensors made outside the record)."""
+
+
+class RecordedProgram:
+    """A recorded forward: plays ExportedProgram's role (`module()`, `graph`) for the rest of prunec."""
+
+    def __init__(self, recording: Recording) -> None:
+        self.recording = recording
+        self._attrs = {target: t for target, t in recording.attrs.values()}
+        self._graph: torch.fx.Graph | None = None
+
+    @property
+    def graph(self) -> torch.fx.Graph:
+        """The fx graph of the recording (built on first use)."""
+        if self._graph is None:
+            self._graph = _fx_graph(self.recording)
+        return self._graph
+
+    def module(self) -> torch.fx.GraphModule:
+        """A fresh runnable GraphModule (its graph and attribute tree are its own; tensors are shared)."""
+        root = torch.nn.Module()
+        for name, t in self._attrs.items():
+            owner = root
+            *path, leaf = name.split(".")
+            for part in path:
+                if not hasattr(owner, part):
+                    owner.add_module(part, torch.nn.Module())
+                owner = getattr(owner, part)
+            if isinstance(t, torch.nn.Parameter):
+                owner.register_parameter(leaf, t)
+            else:
+                owner.register_buffer(leaf, t)
+        graph = torch.fx.Graph()
+        out = graph.graph_copy(self.graph, {}, return_output_node=True)
+        graph.output(out[0] if isinstance(out, tuple) else out)  # type: ignore[index]
+        graph._codegen = self.graph._codegen
+        return torch.fx.GraphModule(root, graph)
+
+
+def _fx_graph(rec: Recording) -> torch.fx.Graph:
+    """The recording as an fx graph whose node names are the IR's names."""
+    from torch.fx.graph import _PyTreeCodeGen, _PyTreeInfo
+
+    graph = torch.fx.Graph()
+    node: dict[int, torch.fx.Node] = {}
+
+    def meta_of(ref: int) -> torch.Tensor:
+        shape, dtype = rec.meta[ref]
+        return torch.empty(shape, dtype=dtype, device="meta")
+
+    def arg(a: Any) -> Any:
+        if isinstance(a, Ref):
+            return node[a.id]
+        if isinstance(a, (list, tuple)):
+            return type(a)(arg(x) for x in a)
+        return a
+
+    for name, ref, example in rec.inputs:
+        n = graph.placeholder(name)
+        n.meta["val"] = meta_of(ref) if ref is not None else example
+        if ref is not None:
+            node[ref] = n
+    for ref, (target, _) in rec.attrs.items():
+        n = graph.create_node("get_attr", target, name=rec.names[ref])
+        n.meta["val"] = meta_of(ref)
+        node[ref] = n
+    for call in rec.calls:
+        n = graph.create_node("call_function", call.target, tuple(arg(a) for a in call.args),
+                              {k: arg(v) for k, v in call.kwargs.items()}, name=call.name)
+        stack = {path: (path, cls) for path, cls in call.modules}
+        n.meta["nn_module_stack"] = stack
+        if not call.sequence:
+            n.meta["val"] = meta_of(call.outs[0]) if call.outs and call.outs[0] is not None else call.other
+            if call.outs and call.outs[0] is not None:
+                node[call.outs[0]] = n
+            continue
+        n.meta["val"] = tuple(meta_of(r) if r is not None else None for r in call.outs)
+        for i, r in enumerate(call.outs):
+            if r is None:
+                continue
+            item = graph.create_node("call_function", operator.getitem, (n, i), name=rec.names[r])
+            item.meta["val"], item.meta["nn_module_stack"] = meta_of(r), stack
+            node[r] = item
+    graph.output([arg(o) for o in rec.outputs])
+    graph._codegen = _PyTreeCodeGen(_PyTreeInfo(rec.arg_names, rec.in_spec, rec.out_spec))
+    return graph
+
+
+class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
+    """Dispatch mode on the PreDispatch key: run each op, then keep it as a Call."""
+
+    def __init__(self, rec: Recording, ref_of: Any, attr_ref: Any, modules: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self._dispatch_key = torch._C.DispatchKey.PreDispatch
+        self.rec = rec
+        self.ref_of = ref_of
+        self.attr_ref = attr_ref
+        self.modules = modules
+        self.namespace = torch.fx.graph._Namespace()
+        for name, _, _ in rec.inputs:
+            self.namespace.create_name(name, None)
+        self._to_str = torch.fx.Graph()._target_to_str
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if "out" in kwargs:
+            raise NotRecordable(f"{func} writes into an out= tensor")
+        if func._schema.is_mutable:
+            self._refuse_state_writes(func, args, kwargs)
+        if _autocast_on():
+            raise NotRecordable("autocast changes dtypes below the recorded level")
+        out = func(*args, **kwargs)
+        if isinstance(out, (bool, int, float, complex)):
+            # a tensor's value steered Python (if x.sum() > 0, x.item()): torch.export refuses such
+            # models, and a recording would silently keep only the branch this input took
+            raise NotRecordable(f"{func} turns tensor data into a Python value")
+        if torch.Tag.nondeterministic_seeded in func.tags:
+            self.rec.suspicious.append(str(func))
+        call_args = tuple(self._ref(a) for a in args)
+        call_kwargs = {k: self._ref(v) for k, v in kwargs.items()}
+        name = self.namespace.create_name(self._to_str(func.overloadpacket.__name__), None)
+        modules = tuple(self.modules)
+        if isinstance(out, torch.Tensor):
+            call = Call(func, call_args, call_kwargs, name, [self._new_ref(out, name)], False, modules)
+        elif isinstance(out, (list, tuple)):
+            outs = [self._new_ref(o, self.namespace.create_name("getitem", None))
+                    if isinstance(o, torch.Tensor) else None for o in out]
+            call = Call(func, call_args, call_kwargs, name, outs, True, modules)
+        else:
+            call = Call(func, call_args, call_kwargs, name, [], False, modules, other=out)
+        self.rec.calls.append(call)
+        return out
+
+    def _new_ref(self, t: torch.Tensor, name: str) -> int:
+        ref = len(self.rec.meta)
+        self.rec.meta[ref] = (tuple(t.shape), t.dtype)
+        self.rec.names[ref] = name
+        self.ref_of[t] = ref
+        return ref
+
+    def _ref(self, a: Any) -> Any:
+        """An op argument with every tensor replaced by its Ref (ATen arguments nest at most as
+        lists of tensors).
+        """
+        if isinstance(a, torch.Tensor):
+            ref = self.ref_of.get(a)
+            return Ref(ref if ref is not None else self.attr_ref(a))
+        if isinstance(a, (list, tuple)):
+            return type(a)(self._ref(x) for x in a)
+        return a
+
+    def _refuse_state_writes(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """An in-place write into a parameter, buffer or model input would change the user's
+        tensors (torch.export traces on fakes and never does): refuse before the op runs.
+        """
+        given = dict(zip((a.name for a in func._schema.arguments), args)) | kwargs
+        for a in func._schema.arguments:
+            t = given.get(a.name)
+            if a.alias_info is None or not a.alias_info.is_write or not isinstance(t, torch.Tensor):
+                continue
+            ref = self.ref_of.get(t)
+            if ref is None or ref in self.rec.attrs or any(r == ref for _, r, _ in self.rec.inputs):
+                raise NotRecordable(f"{func} writes into a model input or state tensor")
+
+
+def _autocast_on() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
+    except TypeError:  # torch < 2.4 takes no device type
+        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
+
+
+@contextlib.contextmanager
+def _module_stack(model: torch.nn.Module) -> Iterator[list[tuple[str, str]]]:
+    """The (path, class) of every model submodule whose forward is running, outermost first."""
+    paths = {id(m): name for name, m in model.named_modules() if name}
+    classes: dict[type, str] = {}
+    stack: list[tuple[str, str]] = []
+    pushed: list[bool] = []
+
+    def pre(module: torch.nn.Module, args: Any) -> None:
+        path = paths.get(id(module))
+        pushed.append(path is not None)
+        if path is not None:
+            cls = type(module)
+            if cls not in classes:
+                classes[cls] = f"{cls.__module__}.{cls.__qualname__}"
+            stack.append((path, classes[cls]))
+
+    def post(module: torch.nn.Module, args: Any, out: Any) -> None:
+        if pushed and pushed.pop():
+            stack.pop()
+
+    h1 = torch.nn.modules.module.register_module_forward_pre_hook(pre)
+    h2 = torch.nn.modules.module.register_module_forward_hook(post, always_call=True)
+    try:
+        yield stack
+    finally:
+        h1.remove()
+        h2.remove()
+
+
+@contextlib.contextmanager
+def _refuse_user_autograd_functions() -> Iterator[None]:
+    """User-defined autograd.Functions become one opaque IR op through the export frontend only."""
+    function = torch.autograd.Function
+    original = function.__dict__.get("apply")
+
+    def apply(cls: type, *args: Any, **kwargs: Any) -> Any:
+        if cls.__module__.split(".")[0] != "torch":
+            raise NotRecordable(f"autograd.Function {cls.__qualname__}")
+        return original.__get__(None, cls)(*args, **kwargs)  # type: ignore[union-attr]
+
+    function.apply = classmethod(apply)  # type: ignore[assignment]  # restored below
+    try:
+        yield
+    finally:
+        function.apply = original  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def _refuse_data_escapes() -> Iterator[None]:
+    """Tensor.numpy() and Tensor.tolist() read tensor data without dispatching an op: Python could
+    branch on it unseen, so a recording that uses them is refused (torch.export refuses them too).
+    """
+    patched = {}
+
+    def refuse(name: str) -> Any:
+        def method(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            raise NotRecordable(f"Tensor.{name}() hands tensor data to Python")
+        return method
+
+    for name in ("numpy", "tolist"):
+        patched[name] = torch.Tensor.__dict__.get(name)
+        setattr(torch.Tensor, name, refuse(name))
+    try:
+        yield
+    finally:
+        for name, original in patched.items():
+            if original is None:
+                delattr(torch.Tensor, name)
+            else:
+                setattr(torch.Tensor, name, original)
+
+
+@contextlib.contextmanager
+def _mha_fastpath_off() -> Iterator[None]:
+    """nn.MultiheadAttention's fused inference kernel hides its projections; torch.export never
+    takes it, so the recording must not either.
+    """
+    mha = getattr(torch.backends, "mha", None)
+    if mha is None or not hasattr(mha, "set_fastpath_enabled"):
+        yield
+        return
+    before = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(before)
+
+
+def _input_names(model: torch.nn.Module, inputs: ExampleInputs) -> list[str]:
+    """Forward's parameter name for each positional argument, then the keyword names."""
+    try:
+        params = [p for p in inspect.signature(model.forward).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    names = [params[i].name if i < len(params) else f"arg{i}" for i in range(len(inputs.args))]
+    return names + list(inputs.kwargs)
+
+
+def record(model: torch.nn.Module, inputs: ExampleInputs) -> tuple[RecordedProgram, Any]:
+    """Run `model` once on `inputs`, recording its ATen ops; returns the program and the outputs.
+
+    Raises NotRecordable when the recording could not describe the model (the caller then uses
+    torch.export). The model must already be in the mode it should be traced in.
+    """
+    if _PreDispatchMode is None:
+        raise NotRecordable("this torch has no pre-dispatch mode hook")
+    from torch._dispatch.python import enable_python_dispatcher
+    from torch.utils.weak import WeakIdKeyDictionary
+
+    rec = Recording(arg_names=_input_names(model, inputs))
+    ref_of: Any = WeakIdKeyDictionary()
+    state = {id(t): n for n, t in model.named_parameters(remove_duplicate=True)}
+    state.update({id(t): n for n, t in model.named_buffers(remove_duplicate=True)})
+
+    leaves, rec.in_spec = pytree.tree_flatten((tuple(inputs.args), dict(inputs.kwargs)))
+    top = list(inputs.args) + list(inputs.kwargs.values())
+    for name, arg in zip(rec.arg_names, top):
+        arg_leaves = pytree.tree_leaves(arg)
+        for k, leaf in enumerate(arg_leaves):
+            pname = name if len(arg_leaves) == 1 else f"{name}_{k}"
+            ref = None
+            if isinstance(leaf, torch.Tensor):
+                ref = len(rec.meta)
+                rec.meta[ref], rec.names[ref] = (tuple(leaf.shape), leaf.dtype), pname
+                ref_of[leaf] = ref
+            rec.inputs.append((pname, ref, leaf))
+    if len(rec.inputs) != len(leaves):
+        raise NotRecordable("inputs hold containers whose leaves cannot be named")
+
+    def attr_ref(t: torch.Tensor) -> int:
+        target = state.get(id(t))
+        ref = len(rec.meta)
+        if target is None:  # a tensor the model holds outside its state, or made off the record
+            target, name = f"_prunec_constant{len(rec.attrs)}", f"c_lifted_tensor_{len(rec.attrs)}"
+            rec.suspicious.append(name)
+        else:  # torch.export's placeholder names: p_conv1_weight, b_bn1_running_mean
+            name = ("p_" if isinstance(t, torch.nn.Parameter) else "b_") + target.replace(".", "_").lower()
+        rec.meta[ref], rec.names[ref] = (tuple(t.shape), t.dtype), name
+        rec.attrs[ref] = (target, t)
+        ref_of[t] = ref
+        return ref
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore")
+        stack.enter_context(torch.no_grad())
+        stack.enter_context(_mha_fastpath_off())
+        stack.enter_context(_refuse_user_autograd_functions())
+        stack.enter_context(_refuse_data_escapes())
+        modules = stack.enter_context(_module_stack(model))
+        stack.enter_context(enable_python_dispatcher())
+        recorder = _Recorder(rec, ref_of, attr_ref, modules)
+        stack.enter_context(recorder)
+        out = inputs.call(model)
+
+    out_leaves, rec.out_spec = pytree.tree_flatten(out)
+    rec.outputs = [recorder._ref(leaf) for leaf in out_leaves]
+    return RecordedProgram(rec), out
+
+
+def replay(program: RecordedProgram, inputs: ExampleInputs) -> Any:
+    """Run the recorded calls again (no code generation), freeing values after their last use."""
+    rec = program.recording
+    last: dict[int, int] = {}
+    for i, call in enumerate(rec.calls):
+        for r in _refs((call.args, call.kwargs)):
+            last[r] = i
+    env: dict[int, Any] = {ref: t for ref, (_, t) in rec.attrs.items()}
+    leaves = pytree.tree_leaves((tuple(inputs.args), dict(inputs.kwargs)))
+    env.update({ref: leaf for (_, ref, _), leaf in zip(rec.inputs, leaves) if ref is not None})
+    keep = {r for r in _refs(rec.outputs)}
+
+    def value(a: Any) -> Any:
+        if isinstance(a, Ref):
+            return env[a.id]
+        if isinstance(a, (list, tuple)):
+            return type(a)(value(x) for x in a)
+        return a
+    for i, call in enumerate(rec.calls):
+        out = call.target(*(value(a) for a in call.args), **{k: value(v) for k, v in call.kwargs.items()})
+        outs = out if call.sequence else [out]
+        for r, o in zip(call.outs, outs):
+            if r is not None:
+                env[r] = o
+        for r in _refs((call.args, call.kwargs)):
+            if last.get(r) == i and r not in keep and r not in rec.attrs:
+                env.pop(r, None)
+    return pytree.tree_unflatten([value(o) for o in rec.outputs], rec.out_spec)
+
+
+def _refs(tree: Any) -> Iterator[int]:
+    if isinstance(tree, Ref):
+        yield tree.id
+    elif isinstance(tree, (list, tuple)):
+        for x in tree:
+            yield from _refs(x)
+    elif isinstance(tree, dict):
+        for x in tree.values():
+            yield from _refs(x)
+
+
+def replays_exactly(program: RecordedProgram, inputs: ExampleInputs, expected: Any) -> bool:
+    """Whether the recorded program reproduces the eager outputs on the example inputs."""
+    if any(t.device.type == "meta" for t in inputs.tensors()):
+        return True  # nothing to compare on the meta device; the ops were recorded as dispatched
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = replay(program, inputs)
+    a, spec_a = pytree.tree_flatten(got)
+    b, spec_b = pytree.tree_flatten(expected)
+    if spec_a != spec_b:
+        return False
+    for x, y in zip(a, b):
+        if isinstance(y, torch.Tensor):
+            if not isinstance(x, torch.Tensor) or x.shape != y.shape or x.dtype != y.dtype:
+                return False
+            if not torch.allclose(x, y, rtol=1e-5, atol=1e-6, equal_nan=True):
+                return False
+        elif x != y:
+            return False
+    return True
