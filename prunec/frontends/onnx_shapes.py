@@ -121,7 +121,7 @@ def _shapes_of(model: onnx.ModelProto) -> dict[str, tuple[tuple[int | None, ...]
     g = model.graph
     for vi in list(g.input) + list(g.value_info) + list(g.output):
         if vi.type.HasField("sequence_type"):
-            out[vi.name] = SEQUENCE + (vi.type.sequence_type.elem_type.tensor_type.elem_type,)
+            out[vi.name] = (*SEQUENCE, vi.type.sequence_type.elem_type.tensor_type.elem_type)
             continue
         dims = _dims(vi)
         if dims is None:
@@ -226,7 +226,7 @@ def probe_shapes(model: onnx.ModelProto, store: TensorStore, input_shapes: Mappi
     for name, value in zip(wanted, values):
         if isinstance(value, list):  # an ONNX sequence (SplitToSequence and the like)
             first = np.asarray(value[0]).dtype if value else np.dtype(np.float32)
-            out[name] = SEQUENCE + (helper.np_dtype_to_tensor_dtype(first),)
+            out[name] = (*SEQUENCE, helper.np_dtype_to_tensor_dtype(first))
             continue
         arr = np.asarray(value)
         out[name] = (tuple(int(d) for d in arr.shape), helper.np_dtype_to_tensor_dtype(arr.dtype))

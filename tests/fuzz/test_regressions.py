@@ -74,8 +74,8 @@ ONNX_REGRESSIONS = {
         '{"kind":"ln","op":"norm"}],"dtype":"float32","head":{"kind":"last_linear","out":6},"input":{"aux":false,'
         '"channels":3,"kind":"image","nhwc":false,"size":4},"prune":{"criterion":"l1","ignore_pick":23,"output":'
         '"auto","ratio":0.7,"round_to":4},"save":false,"seed":2254}',
-        PRUNED, "the float Resize `scales` initializer was freed by the Resize rule, so it formed a group of its "
-                "own and was zeroed in the reference (scale 0: onnxruntime refused it, or a later Reshape "
+        PRUNED, "the float Resize `scales` initializer was freed by the Resize rule, so it formed a group "
+                "of its own and was zeroed in the reference (scale 0: onnxruntime refused it, or a later Reshape "
                 "saw 0 elements); the rule now pins roi/scales/sizes"),
     "onnx_resize_scales_zero_invariant": (  # bench/fuzz.py --seed 1 --start 142 --onnx-only
         '{"batch":1,"blocks":[{"op":"upsample"},{"act":"relu","bias":false,"groups":1,"k":1,"norm":"in_affine",'
@@ -83,7 +83,7 @@ ONNX_REGRESSIONS = {
         '"rms_cl","op":"conv","out":4,"stride":1,"transposed":true}],"dtype":"float32","head":{"kind":"map",'
         '"out":4},"input":{"aux":false,"channels":3,"kind":"image","nhwc":false,"size":4},"prune":{"criterion":'
         '"l1","ignore_pick":null,"output":"graph_module","ratio":0.7,"round_to":4},"save":true,"seed":1116}',
-        PRUNED, "the same scales group, with only zero-invariant groups: the error blamed the original model"),
+        PRUNED, "the same scales group, all groups zero-invariant: the error blamed the original model"),
     "onnx_split_to_sequence": (  # bench/fuzz.py --seed 1 --start 602 --onnx-only
         '{"batch":1,"blocks":[{"op":"chunk3"},{"dim":13,"op":"to_tokens"},{"groups":1,"k":1,"op":"conv1d",'
         '"out":5}],"dtype":"float32","head":{"kind":"mean_linear","out":5},"input":{"aux":false,"channels":4,'
@@ -182,7 +182,7 @@ def test_onnx_resize_scales_are_not_a_group():
 
 
 def test_onnx_unloadable_reference_does_not_blame_the_original(monkeypatch):
-    """When only prunec's reference fails to load, the error says the original loads and it is prunec's fault."""
+    """When only prunec's reference fails to load, the error says the original loads (prunec's fault)."""
     import prunec.onnx_verify as onnx_verify
 
     model = _resize_model()
