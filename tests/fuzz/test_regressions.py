@@ -75,8 +75,8 @@ ONNX_REGRESSIONS = {
         '"channels":3,"kind":"image","nhwc":false,"size":4},"prune":{"criterion":"l1","ignore_pick":23,"output":'
         '"auto","ratio":0.7,"round_to":4},"save":false,"seed":2254}',
         PRUNED, "the float Resize `scales` initializer was freed by the Resize rule, so it formed a group "
-                "of its own and was zeroed in the reference (scale 0: onnxruntime refused it, or a later Reshape "
-                "saw 0 elements); the rule now pins roi/scales/sizes"),
+                "of its own and was zeroed in the reference (scale 0: onnxruntime refused it, or a later "
+                "Reshape saw 0 elements); the rule now pins roi/scales/sizes"),
     "onnx_resize_scales_zero_invariant": (  # bench/fuzz.py --seed 1 --start 142 --onnx-only
         '{"batch":1,"blocks":[{"op":"upsample"},{"act":"relu","bias":false,"groups":1,"k":1,"norm":"in_affine",'
         '"op":"conv","out":5,"stride":2,"transposed":false},{"act":null,"bias":true,"groups":1,"k":3,"norm":'
