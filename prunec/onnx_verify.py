@@ -185,6 +185,15 @@ class Runner:
             self._tmp.cleanup()
 
 
+def _loads(model: onnx.ModelProto, base_dir: str | None) -> bool:
+    """Whether onnxruntime can load `model` (tells a bad reference from a bad original)."""
+    try:
+        Runner(model, base_dir).close()
+    except Exception:  # any load failure: the original is at fault
+        return False
+    return True
+
+
 def compare(got: Sequence[np.ndarray], want: Sequence[np.ndarray], names: Sequence[str]) -> tuple[float, str, str]:
     """Worst relative difference max|got - want| / max|want| over outputs: (value, where, problem)."""
     worst, where = 0.0, "-"
@@ -224,10 +233,10 @@ def verify_pruned(analysis: Analysis, pruned: onnx.ModelProto, keep: np.ndarray,
         run_ref = Runner(reference, base)
     except Exception as exc:
         first = str(exc).splitlines()[0]
-        if wrapped:  # the reference prunec built, not the user's model, is at fault
+        if wrapped or _loads(source.model, base):  # the reference prunec built is at fault
             raise OnnxModelError(f"onnxruntime cannot load the verification reference ({ref_name}): "
-                                 f"{first}. This is a prunec limitation at those nodes; please report it "
-                                 "with the model. Pass ignore= for the layers feeding them, or "
+                                 f"{first}. The original model loads, so this is a prunec limitation; please "
+                                 "report it with the model. Pass ignore= for the layers involved, or "
                                  "verify=False") from exc
         raise OnnxModelError(f"onnxruntime cannot load the original model, so it cannot be verified: "
                              f"{first}. Pass verify=False, or export the model with an opset and ops this "

@@ -20,6 +20,10 @@ FOLD_LIMIT = 1 << 22
 Shapes = dict[str, tuple[tuple[int | None, ...], int]]
 """Value name -> (dims, None where unknown; ONNX element type)."""
 
+SEQUENCE: tuple[tuple[int, ...]] = ((),)
+"""The dims given to an ONNX sequence value: rank 0, so it carries no channels, and the ops that
+read or build sequences (which have no rules) are declined, pinning the tensors around them."""
+
 
 def _dims(vi: onnx.ValueInfoProto) -> list[int | str | None] | None:
     t = vi.type.tensor_type
@@ -116,6 +120,9 @@ def _shapes_of(model: onnx.ModelProto) -> dict[str, tuple[tuple[int | None, ...]
     out: dict[str, tuple[tuple[int | None, ...], int]] = {}
     g = model.graph
     for vi in list(g.input) + list(g.value_info) + list(g.output):
+        if vi.type.HasField("sequence_type"):
+            out[vi.name] = (*SEQUENCE, vi.type.sequence_type.elem_type.tensor_type.elem_type)
+            continue
         dims = _dims(vi)
         if dims is None:
             continue
@@ -217,6 +224,10 @@ def probe_shapes(model: onnx.ModelProto, store: TensorStore, input_shapes: Mappi
         return {}
     out: dict[str, tuple[tuple[int | None, ...], int]] = {}
     for name, value in zip(wanted, values):
+        if isinstance(value, list):  # an ONNX sequence (SplitToSequence and the like)
+            first = np.asarray(value[0]).dtype if value else np.dtype(np.float32)
+            out[name] = (*SEQUENCE, helper.np_dtype_to_tensor_dtype(first))
+            continue
         arr = np.asarray(value)
         out[name] = (tuple(int(d) for d in arr.shape), helper.np_dtype_to_tensor_dtype(arr.dtype))
     return out

@@ -529,7 +529,10 @@ def resize(node: OpView) -> RuleResult:
         same_scale = k >= len(scale_of) or scale_of[k] == 1.0
         if x.size(k) == y.size(k) and same_scale:
             facts.append(couple(x.axis(k), y.axis(k)))
-    facts += [free(s) for t in node.inputs[1:] for s in t.slots()]
+    # roi, scales and sizes hold one entry per axis of X: never channels (a float scales
+    # initializer is otherwise taken for a prunable parameter of its own)
+    why = "Resize roi/scales/sizes hold one entry per axis"
+    facts += [pin(s, why) for t in node.inputs[1:] for s in t.slots()]
     return facts
 
 

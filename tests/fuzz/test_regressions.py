@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -68,6 +69,28 @@ ONNX_REGRESSIONS = {
         '"prune":{"criterion":"l2","ignore_pick":null,"output":"auto","ratio":0.3,"round_to":4},"save":true,'
         '"seed":5542}',
         PRUNED, "the NaN/Inf check refused a -inf causal-mask constant; it now checks prunable initializers only"),
+    "onnx_resize_scales_before_layer_norm": (  # bench/fuzz.py --seed 0 --start 981 --onnx-only
+        '{"batch":2,"blocks":[{"norm":"rms_cl","op":"norm_only"},{"op":"upsample"},{"dim":2,"op":"to_tokens"},'
+        '{"kind":"ln","op":"norm"}],"dtype":"float32","head":{"kind":"last_linear","out":6},"input":{"aux":false,'
+        '"channels":3,"kind":"image","nhwc":false,"size":4},"prune":{"criterion":"l1","ignore_pick":23,"output":'
+        '"auto","ratio":0.7,"round_to":4},"save":false,"seed":2254}',
+        PRUNED, "the float Resize `scales` initializer was freed by the Resize rule, so it formed a group "
+                "of its own and was zeroed in the reference (scale 0: onnxruntime refused it, or a later "
+                "Reshape saw 0 elements); the rule now pins roi/scales/sizes"),
+    "onnx_resize_scales_zero_invariant": (  # bench/fuzz.py --seed 1 --start 142 --onnx-only
+        '{"batch":1,"blocks":[{"op":"upsample"},{"act":"relu","bias":false,"groups":1,"k":1,"norm":"in_affine",'
+        '"op":"conv","out":5,"stride":2,"transposed":false},{"act":null,"bias":true,"groups":1,"k":3,"norm":'
+        '"rms_cl","op":"conv","out":4,"stride":1,"transposed":true}],"dtype":"float32","head":{"kind":"map",'
+        '"out":4},"input":{"aux":false,"channels":3,"kind":"image","nhwc":false,"size":4},"prune":{"criterion":'
+        '"l1","ignore_pick":null,"output":"graph_module","ratio":0.7,"round_to":4},"save":true,"seed":1116}',
+        PRUNED, "the same scales group, all groups zero-invariant: the error blamed the original model"),
+    "onnx_split_to_sequence": (  # bench/fuzz.py --seed 1 --start 602 --onnx-only
+        '{"batch":1,"blocks":[{"op":"chunk3"},{"dim":13,"op":"to_tokens"},{"groups":1,"k":1,"op":"conv1d",'
+        '"out":5}],"dtype":"float32","head":{"kind":"mean_linear","out":5},"input":{"aux":false,"channels":4,'
+        '"kind":"image","nhwc":false,"size":8},"prune":{"criterion":"l2","ignore_pick":null,"output":"auto",'
+        '"ratio":0.9,"round_to":4},"save":true,"seed":8399}',
+        PRUNED, "torch.chunk(3) exports as SplitToSequence: the shape probe got a list back (ValueError); "
+                "sequences are now rank-0 values, and the ops around them are declined"),
 }
 
 
@@ -128,3 +151,49 @@ def test_default_tolerance_follows_the_output_dtype():
     assert result.verification.tolerance == 5e-3 and result.verification.passed
     assert prunec.prune(model, torch.randn(3, 4, dtype=torch.float16), ratio=0.5,
                         tolerance=1e-3).verification.tolerance == 1e-3
+
+
+def _resize_model():
+    from onnx import helper
+
+    from tests.onnx.helpers import make_model, rand
+
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["h"], kernel_shape=[1, 1]),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Resize", ["r", "", "scales"], ["u"], mode="nearest"),
+             helper.make_node("Conv", ["u", "w2", "b2"], ["y"], kernel_shape=[1, 1])]
+    inits = {"w1": rand(8, 3, 1, 1), "b1": rand(8), "w2": rand(2, 8, 1, 1), "b2": rand(2),
+             "scales": np.asarray([1.0, 1.0, 2.0, 2.0], dtype=np.float32)}
+    return make_model(nodes, {"x": (1, 3, 4, 4)}, ["y"], inits)
+
+
+def test_onnx_resize_scales_are_not_a_group():
+    """A float Resize `scales` initializer is pinned, never pruned or zeroed; the convs around it shrink."""
+    import onnx.numpy_helper
+
+    model = _resize_model()
+    x = np.random.default_rng(0).standard_normal((1, 3, 4, 4)).astype(np.float32)
+    result = prunec.prune(model, {"x": x}, ratio=0.5)
+    assert result.verification.passed
+    assert all(s.param != "scales" for g in result.removed for s in g.members)
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in result.model.graph.initializer}
+    assert inits["scales"].tolist() == [1.0, 1.0, 2.0, 2.0]
+    assert inits["w1"].shape == (4, 3, 1, 1) and inits["w2"].shape == (2, 4, 1, 1)
+
+
+def test_onnx_unloadable_reference_does_not_blame_the_original(monkeypatch):
+    """When only prunec's reference fails to load, the error says the original loads (prunec's fault)."""
+    import prunec.onnx_verify as onnx_verify
+
+    model = _resize_model()
+    real = onnx_verify.build_reference
+
+    def broken(analysis, keep, removed):
+        ref, wrapped = real(analysis, keep, removed)
+        ref.graph.node[0].input[1] = "missing_weight"
+        return ref, wrapped
+
+    monkeypatch.setattr(onnx_verify, "build_reference", broken)
+    x = np.zeros((1, 3, 4, 4), dtype=np.float32)
+    with pytest.raises(prunec.OnnxModelError, match="original model loads, so this is a prunec limitation"):
+        prunec.prune(model, {"x": x}, ratio=0.5)
