@@ -60,30 +60,10 @@ def pin_summary(analysis: Any, limit: int = 3) -> str:
     return "; ".join(f"{n}x {r[:70]}" for r, n in reasons.most_common(limit))
 
 
-def randomize_norm_stats(model: Any) -> None:
-    """Random norm affines and running stats: default ones and zeros would hide a running mean
-    sliced at the wrong indices, and some random-weight models (EfficientNet) otherwise output
-    values near 1e-14.
-    """
-    import torch
-    from torch import nn
-
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._NormBase) and m.running_mean is not None:
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-            if isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
-                if getattr(m, "weight", None) is not None:
-                    m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
-                if getattr(m, "bias", None) is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-
-
 def run_one(name: str, build: Builder, ratio: float) -> Row:
     """Prune one model at `ratio` and check the contract independently of prunec's verifier."""
     import torch
+    from prunec.zoo import randomize_norms
 
     import prunec
     from prunec.inputs import ExampleInputs
@@ -94,7 +74,7 @@ def run_one(name: str, build: Builder, ratio: float) -> Row:
     try:
         model, example = build()
         model.eval()
-        randomize_norm_stats(model)
+        randomize_norms(model, seed=1)
         result = prunec.prune(model, example, ratio=ratio)
     except Exception as exc:
         row.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"

@@ -5,18 +5,8 @@ reached by a transpose) and a channel-mixing MLP, each pre-LN with a residual; m
 from __future__ import annotations
 
 from prunec.zoo.registry import image, register
+from prunec.zoo.vit import Mlp
 from torch import nn
-from torch.nn import functional as F
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.fc2(F.gelu(self.fc1(x)))
 
 
 class MixerBlock(nn.Module):

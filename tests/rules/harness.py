@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from hypothesis import strategies as st
+from prunec.zoo import randomize_norms
 from torch import nn
 
 import prunec
@@ -59,28 +60,10 @@ def analysed(case: Case) -> tuple[nn.Module, ExampleInputs, prunec.Analysis]:
     if case.name not in _CACHE:
         torch.manual_seed(0)
         model = case.build().eval()
-        randomize_norm_stats(model)
+        randomize_norms(model, seed=1)
         inputs = ExampleInputs.from_user(case.inputs())
         _CACHE[case.name] = (model, inputs, prunec.analyze(model, inputs, tracer=case.tracer))
     return _CACHE[case.name]
-
-
-def randomize_norm_stats(model: nn.Module, seed: int = 1) -> None:
-    """Give BN running stats and norm affines non-trivial values, so they matter in the check.
-
-    Default ones and zeros would hide a running mean sliced at the wrong indices.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._NormBase) and m.running_mean is not None:
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-            if isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
-                if getattr(m, "weight", None) is not None:
-                    m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
-                if getattr(m, "bias", None) is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
 
 
 def group_of(analysis: prunec.Analysis, param: str, dim: int) -> prunec.Group:
