@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from prunec.analysis.cost import graph_macs
 from prunec.analysis.coupling import analyse_couplings
 from prunec.analysis.groups import RemovedGroup, build_groups
 from prunec.analysis.kinds import check_attention, check_kinds, classify, role_atoms
@@ -26,7 +25,7 @@ from prunec.inputs import ExampleInputs, ExampleInputsLike
 from prunec.persistence import state_entries
 from prunec.pipeline import Artifact, Pass, PassManager, PruneState, parse_pipeline
 from prunec.progress import Progress, ProgressLike
-from prunec.report import LayerChange, PruneReport
+from prunec.report import PruneReport, build_report
 from prunec.rules.registry import RULES, RuleRegistry
 from prunec.rules.torch_attention import HEAD_DIM, HEADS
 from prunec.targets import Target
@@ -470,28 +469,8 @@ def _result(original: nn.Module, state: PruneState, params_before: int,
     pruned = state.pruned if state.pruned is not None else state.model
     removed = tuple(analysis.group(gid).select(ch) for gid, ch in sorted(masks.items()) if ch)
     keep = analysis.keep_mask(masks)
-    shapes = analysis.new_shapes(keep)
-    layers = []
-    for name, axes in analysis.state_changes(keep).items():
-        v = next(v for v in analysis.graph.state_values() if v.param == name)
-        for dim, kept in axes.items():
-            layers.append(LayerChange(name, dim, v.shape[dim], len(kept)))
-    report = PruneReport(
-        model=type(original).__name__,
-        params_before=params_before,
-        params_after=count_params(pruned),
-        macs_before=graph_macs(analysis.graph),
-        macs_after=graph_macs(analysis.graph, shapes),
-        groups_found=len(analysis.groups),
-        groups_pruned=len(removed),
-        channels_total=analysis.prunable_channels,
-        channels_removed=sum(len(r.channels) for r in removed),
-        output_kind=state.output_kind or "module",
-        verification=state.verification,
-        pinned=analysis.pinned,
-        pinned_params=analysis.pinned_params,
-        not_zero_invariant=tuple(f"{r.name}: {'; '.join(r.notes)}" for r in removed if not r.zero_invariant),
-        layers=tuple(layers),
-        notes=state.notes,
-    )
+    shapes = {v.param: v.shape for v in analysis.graph.state_values()}
+    report = build_report(analysis, keep, removed, model=type(original).__name__, params_before=params_before,
+                          params_after=count_params(pruned), output_kind=state.output_kind or "module",
+                          verification=state.verification, notes=state.notes, shape_of=shapes.__getitem__)
     return PruneResult(pruned, removed, report, analysis, state.verification, source_state=source_state)

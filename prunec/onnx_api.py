@@ -17,13 +17,12 @@ import numpy as np
 import onnx
 
 from prunec.analysis.atoms import AtomTable
-from prunec.analysis.cost import graph_macs
 from prunec.analysis.coupling import analyse_couplings
 from prunec.analysis.groups import RemovedGroup, build_groups
 from prunec.analysis.result import Analysis
 from prunec.errors import InputError, PruneError, TargetError
 from prunec.frontends.onnx_graph import OnnxSource, load, match_nodes
-from prunec.report import LayerChange, PruneReport
+from prunec.report import PruneReport, build_report
 from prunec.rules.registry import RULES, RuleRegistry
 from prunec.targets import Target
 from prunec.verify import VerificationReport
@@ -278,27 +277,7 @@ def check_values(source: OnnxSource, feeds: Sequence[Mapping[str, np.ndarray]],
 def _report(analysis: Analysis, pruned: onnx.ModelProto, keep: np.ndarray, removed: tuple[RemovedGroup, ...],
             verification: VerificationReport | None, notes: tuple[str, ...]) -> PruneReport:
     source: OnnxSource = analysis.source
-    shapes = analysis.new_shapes(keep)
-    layers = []
-    for name, axes in analysis.state_changes(keep).items():
-        shape = source.tensors.shape(name)
-        layers += [LayerChange(name, dim, shape[dim], len(kept)) for dim, kept in axes.items()]
     title = os.path.basename(source.path) if source.path else (source.model.graph.name or "onnx model")
-    return PruneReport(
-        model=title,
-        params_before=count_params(source.model),
-        params_after=count_params(pruned),
-        macs_before=graph_macs(analysis.graph),
-        macs_after=graph_macs(analysis.graph, shapes),
-        groups_found=len(analysis.groups),
-        groups_pruned=len(removed),
-        channels_total=analysis.prunable_channels,
-        channels_removed=sum(len(r.channels) for r in removed),
-        output_kind="onnx",
-        verification=verification,
-        pinned=analysis.pinned,
-        pinned_params=analysis.pinned_params,
-        not_zero_invariant=tuple(f"{r.name}: {'; '.join(r.notes)}" for r in removed if not r.zero_invariant),
-        layers=tuple(layers),
-        notes=notes,
-    )
+    return build_report(analysis, keep, removed, model=title, params_before=count_params(source.model),
+                        params_after=count_params(pruned), output_kind="onnx", verification=verification,
+                        notes=notes, shape_of=source.tensors.shape)

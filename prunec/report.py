@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from prunec.analysis.cost import graph_macs
 from prunec.analysis.coupling import Pinned
 from prunec.analysis.groups import PinnedParam
 from prunec.verify import VerificationReport
@@ -94,3 +96,30 @@ class PruneReport:
         for n in self.notes:
             lines.append(f"  note: {n}")
         return "\n".join(lines)
+
+
+def build_report(analysis: Any, keep: Any, removed: Sequence[Any], *, model: str, params_before: int,
+                 params_after: int, output_kind: str, verification: VerificationReport | None,
+                 notes: tuple[str, ...], shape_of: Callable[[str], Sequence[int]]) -> PruneReport:
+    """The report of a prune of `analysis` that keeps `keep` and removed `removed`, for torch and
+    ONNX alike; `shape_of(param)` is the original shape of a state tensor."""
+    layers = [LayerChange(name, dim, shape_of(name)[dim], len(kept))
+              for name, axes in analysis.state_changes(keep).items() for dim, kept in axes.items()]
+    return PruneReport(
+        model=model,
+        params_before=params_before,
+        params_after=params_after,
+        macs_before=graph_macs(analysis.graph),
+        macs_after=graph_macs(analysis.graph, analysis.new_shapes(keep)),
+        groups_found=len(analysis.groups),
+        groups_pruned=len(removed),
+        channels_total=analysis.prunable_channels,
+        channels_removed=sum(len(r.channels) for r in removed),
+        output_kind=output_kind,
+        verification=verification,
+        pinned=analysis.pinned,
+        pinned_params=analysis.pinned_params,
+        not_zero_invariant=tuple(f"{r.name}: {'; '.join(r.notes)}" for r in removed if not r.zero_invariant),
+        layers=tuple(layers),
+        notes=notes,
+    )
