@@ -48,6 +48,12 @@ class ExampleInputs:
         """Run `model` on these inputs."""
         return model(*self.args, **dict(self.kwargs))
 
+    def cloned(self) -> ExampleInputs:
+        """The same arguments with every tensor copied (for runs that may write into their inputs)."""
+        args, kwargs = torch.utils._pytree.tree_map(
+            lambda t: t.clone() if isinstance(t, torch.Tensor) else t, (self.args, dict(self.kwargs)))
+        return ExampleInputs(tuple(args), kwargs)
+
     def randomized(self, seed: int) -> ExampleInputs:
         """Inputs of the same shapes and dtypes with fresh values (ints stay in the example's range,
         booleans are kept as given: they are usually masks)."""

@@ -70,12 +70,21 @@ def _concrete(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return type(v)(_concrete(x) for x in v)
     if isinstance(v, torch.SymInt):
-        return int(v)
+        try:
+            return int(v)
+        except Exception as exc:  # noqa: BLE001 - unbacked: read off tensor values
+            raise TraceError(f"the size {v} depends on tensor values (nonzero, masked_select, ...); "
+                             "prunec needs static sizes") from exc
     return v
 
 
 def _shape(t: Any) -> tuple[int, ...]:
-    return tuple(int(s) for s in t.shape)
+    try:
+        return tuple(int(s) for s in t.shape)
+    except Exception as exc:  # noqa: BLE001 - an unbacked size (torch.nonzero(...)) has no value
+        raise TraceError(f"a tensor of size {tuple(t.shape)} has a size that depends on tensor values "
+                         "(nonzero, masked_select, boolean-mask indexing); prunec needs static sizes. "
+                         "Compute such masks outside the model, or pass them as inputs.") from exc
 
 
 def _module_of(node: torch.fx.Node) -> tuple[str | None, str | None]:
@@ -206,7 +215,7 @@ def _check_program_runs(model: torch.nn.Module, ep: torch.export.ExportedProgram
     program = ep.module()
     try:
         with torch.no_grad():
-            inputs.call(program)
+            inputs.cloned().call(program)  # the program may write into its inputs (x.relu_())
     except Exception as exc:  # noqa: BLE001 - reported with the node that failed
         node, where = _failing_node(program, exc)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -275,7 +284,7 @@ def _raise_trace_error(model: torch.nn.Module, inputs: ExampleInputs, exc: Excep
     if not on_meta:
         try:
             with torch.no_grad():
-                inputs.call(model)
+                inputs.cloned().call(model)
         except Exception as run_exc:  # noqa: BLE001 - the model itself fails on these inputs
             raise InputError(
                 f"the model fails on the example inputs {inputs.describe()}: "

@@ -31,6 +31,7 @@ import torch
 import torch.fx
 from torch.utils import _pytree as pytree
 
+from prunec.frontends import leaf_memo
 from prunec.inputs import ExampleInputs
 
 try:  # the one user-visible mode class the PreDispatch mode stack accepts (private torch API)
@@ -174,10 +175,21 @@ def _fx_graph(rec: Recording) -> torch.fx.Graph:
     return graph
 
 
-class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
-    """Dispatch mode on the PreDispatch key: run each op, then keep it as a Call."""
+class _NeedsValues(Exception):
+    """A skipped (never computed) value reached an op whose result depends on values."""
 
-    def __init__(self, rec: Recording, ref_of: Any, attr_ref: Any, modules: list[tuple[str, str]]) -> None:
+
+class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
+    """Dispatch mode on the PreDispatch key: run each op, then keep it as a Call.
+
+    With `memo=True`, calls of torch.nn leaf modules are recorded from templates (see leaf_memo.py)
+    without computing their outputs. Values derived from such skipped outputs are 'tainted'; an op
+    whose result could depend on them (a data-dependent size, an integer or boolean result: indices,
+    masks) raises _NeedsValues, and the caller records again with full arithmetic.
+    """
+
+    def __init__(self, rec: Recording, ref_of: Any, attr_ref: Any, modules: list[tuple[str, str]],
+                 memo: bool = False) -> None:
         super().__init__()
         self._dispatch_key = torch._C.DispatchKey.PreDispatch
         self.rec = rec
@@ -188,6 +200,11 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
         for name, _, _ in rec.inputs:
             self.namespace.create_name(name, None)
         self._to_str = torch.fx.Graph()._target_to_str
+        self.memo = memo
+        self.templates: dict[Any, leaf_memo.Template | None] = {}
+        self.tainted: set[int] = set()
+        self.skipped = False
+        self.input_refs = {r for _, r, _ in rec.inputs if r is not None}
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -197,15 +214,20 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
             self._refuse_state_writes(func, args, kwargs)
         if _autocast_on():
             raise NotRecordable("autocast changes dtypes below the recorded level")
+        call_args = tuple(self._ref(a) for a in args)
+        call_kwargs = {k: self._ref(v) for k, v in kwargs.items()}
+        if _size_from_values(func, args, kwargs):
+            # the output size is read off tensor values, and Python may turn it into a constant the
+            # recording cannot see (n = torch.nonzero(m).shape[0]); torch.export tracks such sizes
+            raise NotRecordable(f"{func} makes a tensor whose size depends on tensor values")
+        hot = bool(self.tainted) and any(r in self.tainted for r in _refs((call_args, call_kwargs)))
         out = func(*args, **kwargs)
         if isinstance(out, (bool, int, float, complex)):
             # a tensor's value steered Python (if x.sum() > 0, x.item()): torch.export refuses such
             # models, and a recording would silently keep only the branch this input took
             raise NotRecordable(f"{func} turns tensor data into a Python value")
-        if torch.Tag.nondeterministic_seeded in func.tags:
+        if torch.Tag.nondeterministic_seeded in func.tags and not _inert(func, args, kwargs):
             self.rec.suspicious.append(str(func))
-        call_args = tuple(self._ref(a) for a in args)
-        call_kwargs = {k: self._ref(v) for k, v in kwargs.items()}
         name = self.namespace.create_name(self._to_str(func.overloadpacket.__name__), None)
         modules = tuple(self.modules)
         if isinstance(out, torch.Tensor):
@@ -216,8 +238,121 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
             call = Call(func, call_args, call_kwargs, name, outs, True, modules)
         else:
             call = Call(func, call_args, call_kwargs, name, [], False, modules, other=out)
+        if hot:
+            for r in call.outs:
+                if r is not None:
+                    dtype = self.rec.meta[r][1]
+                    if not (dtype.is_floating_point or dtype.is_complex):
+                        raise _NeedsValues(f"{func} makes {dtype} values from skipped ones")
+                    self.tainted.add(r)
         self.rec.calls.append(call)
         return out
+
+    def memo_call(self, module: torch.nn.Module, original: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Call a torch.nn leaf module's forward: from its template when one is known."""
+        if kwargs or not all(type(a) is torch.Tensor for a in args):
+            leaves = pytree.tree_leaves((args, kwargs))
+        else:
+            leaves = list(args)
+        try:
+            key = leaf_memo.key(module, leaves)
+        except leaf_memo.Unkeyable:
+            return original(*args, **kwargs)
+        template = self.templates.get(key, _UNSEEN)
+        if template is None:
+            return original(*args, **kwargs)
+        in_refs = [self.ref_of.get(x) if isinstance(x, torch.Tensor) else None for x in leaves]
+        if any(r is None and isinstance(x, torch.Tensor) for r, x in zip(in_refs, leaves)):
+            return original(*args, **kwargs)  # an argument made off the record: the op path lifts it
+        if template is _UNSEEN:
+            return self._capture(key, module, original, args, kwargs, leaves, in_refs)
+        return self._instantiate(template, module, leaves, in_refs)  # type: ignore[arg-type]
+
+    def _capture(self, key: Any, module: torch.nn.Module, original: Any, args: tuple[Any, ...],
+                 kwargs: dict[str, Any], leaves: list[Any], in_refs: list[int | None]) -> Any:
+        first, suspicious = len(self.rec.calls), len(self.rec.suspicious)
+        out = original(*args, **kwargs)
+        after = [self.ref_of.get(x) if isinstance(x, torch.Tensor) else None for x in leaves]
+        attr_refs: dict[int, str] = {}
+        for store in (module._parameters, module._buffers):
+            for name, t in store.items():
+                ref = None if t is None else self.ref_of.get(t)
+                if ref is not None:
+                    attr_refs.setdefault(ref, name)
+        try:
+            if len(self.rec.suspicious) != suspicious:
+                raise leaf_memo.Unkeyable("random ops or constants")
+            self.templates[key] = leaf_memo.build_template(
+                self.rec.calls[first:], self.rec.meta, in_refs, attr_refs, after, leaves, out, self.ref_of,
+                lambda f: self._to_str(f.overloadpacket.__name__))
+        except leaf_memo.Unkeyable:
+            self.templates[key] = None
+        return out
+
+    def _instantiate(self, template: leaf_memo.Template, module: torch.nn.Module, leaves: list[Any],
+                     in_refs: list[int | None]) -> Any:
+        """Write down the template's calls for this module and arguments; outputs are allocated, not
+        computed."""
+        rec = self.rec
+        new: list[int] = []
+
+        def state(name: str) -> torch.Tensor:
+            return module._parameters[name] if name in module._parameters else module._buffers[name]  # type: ignore[return-value]
+
+        def resolve(slot: leaf_memo.Slot) -> int:
+            if slot.kind == "new":
+                return new[slot.index]  # type: ignore[index]
+            if slot.kind == "in":
+                return in_refs[slot.index]  # type: ignore[index,return-value]
+            t = state(slot.index)  # type: ignore[arg-type]
+            ref = self.ref_of.get(t)
+            return ref if ref is not None else self.attr_ref(t)
+
+        def fill(a: Any) -> Any:
+            if type(a) is leaf_memo.Slot:
+                return Ref(resolve(a))
+            if isinstance(a, (list, tuple)):
+                return type(a)(fill(x) for x in a)
+            return a
+
+        modules = tuple(self.modules)
+        for c in template.calls:
+            for j in c.written_inputs:
+                if in_refs[j] in rec.attrs or in_refs[j] in self.input_refs:
+                    raise NotRecordable(f"{c.target} writes into a model input or state tensor")
+            args = fill(c.args)
+            kwargs = {k: fill(v) for k, v in c.kwargs.items()} if c.kwargs else {}
+            name = self.namespace.create_name(c.base_name, None)
+            outs: list[int | None] = []
+            for k in c.outs:
+                if k is None:
+                    outs.append(None)
+                    continue
+                ref = len(rec.meta)
+                rec.meta[ref] = template.new_meta[k]
+                rec.names[ref] = self.namespace.create_name("getitem", None) if c.sequence else name
+                self.tainted.add(ref)
+                new.append(ref)
+                outs.append(ref)
+            rec.calls.append(Call(c.target, args, kwargs, name, outs, c.sequence, modules, other=c.other))
+        out: list[Any] = []
+        for leaf in template.out_leaves:
+            if leaf.slot is None:
+                out.append(leaf.value)
+                continue
+            if leaf.same_as_input is not None:
+                t = leaves[leaf.same_as_input]
+            elif leaf.slot.kind == "attr":
+                t = state(leaf.slot.index)  # type: ignore[arg-type]
+            else:
+                with _off_record():
+                    t = torch.empty_strided(leaf.size, leaf.stride, dtype=leaf.dtype, device=leaf.device)
+            self.ref_of[t] = resolve(leaf.slot)
+            out.append(t)
+        for j, slot in template.rebinds:
+            self.ref_of[leaves[j]] = resolve(slot)
+        self.skipped = True
+        return pytree.tree_unflatten(out, template.out_spec)
 
     def _new_ref(self, t: torch.Tensor, name: str) -> int:
         ref = len(self.rec.meta)
@@ -249,6 +384,35 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
             ref = self.ref_of.get(t)
             if ref is None or ref in self.rec.attrs or any(r == ref for _, r, _ in self.rec.inputs):
                 raise NotRecordable(f"{func} writes into a model input or state tensor")
+
+
+_UNSEEN = object()
+_DYNAMIC = getattr(torch.Tag, "dynamic_output_shape", None)
+
+
+def _size_from_values(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether the op's output size depends on tensor values (nonzero, masked_select, unique, boolean
+    mask indexing; indexing with integer tensors is value-independent in size)."""
+    if _DYNAMIC is None or _DYNAMIC not in func.tags:
+        return False
+    if func.overloadpacket is torch.ops.aten.index:
+        indices = args[1] if len(args) > 1 else kwargs.get("indices", ())
+        return any(isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) for i in indices)
+    return True
+
+
+def _off_record() -> Any:
+    """Run ops without the recorder seeing them (it sits on the PreDispatch key)."""
+    return torch._C._ExcludeDispatchKeyGuard(torch._C.DispatchKeySet(torch._C.DispatchKey.PreDispatch))
+
+
+def _inert(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """A random op switched off by its `train` argument (dropout in eval mode) is deterministic."""
+    names = [a.name for a in func._schema.arguments]
+    if "train" not in names:
+        return False
+    given = dict(zip(names, args)) | kwargs
+    return given.get("train") is False
 
 
 def _autocast_on() -> bool:
@@ -359,14 +523,36 @@ def _input_names(model: torch.nn.Module, inputs: ExampleInputs) -> list[str]:
     return names + list(inputs.kwargs)
 
 
-def record(model: torch.nn.Module, inputs: ExampleInputs) -> tuple[RecordedProgram, Any]:
-    """Run `model` once on `inputs`, recording its ATen ops; returns the program and the outputs.
+def record(model: torch.nn.Module, inputs: ExampleInputs, *, memo: bool = True) -> tuple[RecordedProgram, Any]:
+    """Run `model` once on `inputs`, recording its ATen ops; returns the program and the outputs
+    (None when the recording skipped some arithmetic, so the outputs hold no real values).
+
+    `memo`: record repeated torch.nn leaf module calls from templates without computing them (see
+    leaf_memo.py). When a skipped value turns out to matter, or the recording must be replayed (it
+    saw random ops or off-record tensors), or anything fails, the model is recorded again with full
+    arithmetic.
 
     Raises NotRecordable when the recording could not describe the model (the caller then uses
     torch.export). The model must already be in the mode it should be traced in.
     """
     if _PreDispatchMode is None:
         raise NotRecordable("this torch has no pre-dispatch mode hook")
+    if memo:
+        try:
+            program, out, skipped = _record(model, inputs, memo=True)
+            if not skipped:
+                return program, out
+            if not program.recording.suspicious:
+                return program, None
+        except NotRecordable:
+            raise
+        except Exception:  # noqa: BLE001 - skipped values may have caused it; the full run decides
+            pass
+    program, out, _ = _record(model, inputs, memo=False)
+    return program, out
+
+
+def _record(model: torch.nn.Module, inputs: ExampleInputs, *, memo: bool) -> tuple[RecordedProgram, Any, bool]:
     from torch._dispatch.python import enable_python_dispatcher
     from torch.utils.weak import WeakIdKeyDictionary
 
@@ -412,13 +598,36 @@ def record(model: torch.nn.Module, inputs: ExampleInputs) -> tuple[RecordedProgr
         stack.enter_context(_refuse_data_escapes())
         modules = stack.enter_context(_module_stack(model))
         stack.enter_context(enable_python_dispatcher())
-        recorder = _Recorder(rec, ref_of, attr_ref, modules)
+        recorder = _Recorder(rec, ref_of, attr_ref, modules, memo=memo)
         stack.enter_context(recorder)
+        if memo:
+            stack.enter_context(_memoized_leaves(model, recorder))
         out = inputs.call(model)
 
     out_leaves, rec.out_spec = pytree.tree_flatten(out)
     rec.outputs = [recorder._ref(leaf) for leaf in out_leaves]
-    return RecordedProgram(rec), out
+    return RecordedProgram(rec), out, recorder.skipped
+
+
+@contextlib.contextmanager
+def _memoized_leaves(model: torch.nn.Module, recorder: _Recorder) -> Iterator[None]:
+    """Route the forward of every torch.nn leaf module of `model` through the recorder's memo (an
+    instance attribute shadowing the class's forward, removed on exit)."""
+    patched = []
+    try:
+        for module in model.modules():
+            if leaf_memo.memoizable(module):
+                original = module.forward
+
+                def forward(*args: Any, _m: torch.nn.Module = module, _f: Any = original, **kwargs: Any) -> Any:
+                    return recorder.memo_call(_m, _f, args, kwargs)
+
+                module.__dict__["forward"] = forward
+                patched.append(module)
+        yield
+    finally:
+        for module in patched:
+            module.__dict__.pop("forward", None)
 
 
 def replay(program: RecordedProgram, inputs: ExampleInputs) -> Any:

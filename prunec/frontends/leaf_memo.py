@@ -1,0 +1,204 @@
+"""Memoized recording of torch.nn leaf modules (used by torch_record.py).
+
+A model calls the same torch.nn leaf module kinds (Linear, Conv2d, BatchNorm2d, ReLU, ...) many times
+with the same configuration and input sizes, and every such call dispatches the same ATen ops with the
+same non-tensor arguments. The recorder keeps the ops of the first call of each kind as a `Template`;
+a later call with the same `key` is written down from the template without running the module: its
+output tensors are allocated with the template's sizes and strides and their values are never
+computed ("skipped"). The recorder then tracks which values are skipped and starts over with full
+arithmetic as soon as a value could matter (see `_Recorder` in torch_record.py).
+
+The key holds everything a torch.nn leaf's forward can branch on: its class, its own attributes
+(training flag, sizes, strides, eps, ...), the sizes/dtypes of its parameters and buffers, and the
+sizes/strides/dtypes/devices of its tensor arguments with the values of the others. Anything that
+does not fit (a tensor held as a plain attribute, an argument of another type, a template that reads
+values: integer outputs, data-dependent sizes, random ops) makes the call unkeyable; it is then
+recorded op by op as usual.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils import _pytree as pytree
+
+# Module bookkeeping (hook dicts, parameter stores; the recorder's forward shadow): not configuration
+_INTERNAL = (frozenset(torch.nn.Module().__dict__) - {"training"}) | {"forward"}
+_PLAIN = (type(None), bool, int, float, complex, str, torch.dtype, torch.device, torch.layout,
+          torch.memory_format, enum.Enum)
+VALUE_TAGS = frozenset(t for t in (getattr(torch.Tag, "dynamic_output_shape", None),
+                                   getattr(torch.Tag, "data_dependent_output", None)) if t is not None)
+"""Op tags saying the result's size (or the result itself) is read off the input values."""
+
+
+class Unkeyable(Exception):
+    """The call cannot be keyed: record it op by op."""
+
+
+def memoizable(module: torch.nn.Module) -> bool:
+    """A leaf module of torch.nn itself (its forward is torch's own code) that has no forward of its own
+    set on the instance."""
+    return (type(module).__module__.startswith("torch.nn.modules.") and not module._modules
+            and "forward" not in module.__dict__)
+
+
+def _frozen(v: Any) -> Any:
+    if isinstance(v, _PLAIN):
+        return v
+    if isinstance(v, (tuple, list)):
+        return (type(v).__name__, tuple(_frozen(x) for x in v))
+    raise Unkeyable(type(v).__name__)
+
+
+def _tensor_key(t: torch.Tensor) -> tuple[Any, ...]:
+    if type(t) not in (torch.Tensor, torch.nn.Parameter):
+        raise Unkeyable(type(t).__name__)
+    return (tuple(t.shape), t.stride(), t.dtype, t.device, t.layout)
+
+
+_SCALARS = frozenset({type(None), bool, int, float, str})
+
+
+def key(module: torch.nn.Module, leaves: list[Any]) -> tuple[Any, ...]:
+    """The memo key of calling `module` with these flattened arguments (raises Unkeyable)."""
+    attrs = tuple((k, v if type(v) in _SCALARS else _frozen(v))
+                  for k, v in module.__dict__.items() if k not in _INTERNAL)
+    state = tuple((k, None if t is None else _tensor_key(t))
+                  for store in (module._parameters, module._buffers) for k, t in store.items())
+    seen: dict[int, int] = {}
+    args = []
+    for i, leaf in enumerate(leaves):
+        if isinstance(leaf, torch.Tensor):
+            # which earlier argument is the same tensor object (aliasing can change in-place effects)
+            args.append((_tensor_key(leaf), seen.setdefault(id(leaf), i)))
+        else:
+            args.append(_frozen(leaf))
+    return (type(module), attrs, state, tuple(args))
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a template's tensor comes from: 'in' (the i-th argument leaf), 'attr' (the module's
+    parameter or buffer of that name) or 'new' (the i-th value the template's ops make)."""
+
+    kind: str
+    index: int | str
+
+
+@dataclass(frozen=True)
+class TemplateCall:
+    """One op of a template: the Call fields with Slots in place of Refs."""
+
+    target: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    base_name: str
+    outs: tuple[int | None, ...]
+    """'new' index of each tensor output."""
+    sequence: bool
+    other: Any
+    written_inputs: tuple[int, ...]
+    """Argument leaves the op writes into (an in-place op on an input)."""
+
+
+@dataclass(frozen=True)
+class OutLeaf:
+    """One leaf of the module's output: a tensor (its slot, whether it is an argument object itself,
+    and how to allocate it) or a plain value."""
+
+    slot: Slot | None
+    same_as_input: int | None
+    size: tuple[int, ...] = ()
+    stride: tuple[int, ...] = ()
+    dtype: torch.dtype | None = None
+    device: torch.device | None = None
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Template:
+    """The ops one keyed call dispatched, and how its outputs and arguments relate to them."""
+
+    calls: tuple[TemplateCall, ...]
+    new_meta: tuple[tuple[tuple[int, ...], torch.dtype], ...]
+    """(size, dtype) of every 'new' value, in creation order."""
+    out_leaves: tuple[OutLeaf, ...]
+    out_spec: Any
+    rebinds: tuple[tuple[int, Slot], ...]
+    """Argument leaves that an in-place op turned into a new value."""
+
+
+def build_template(calls: list[Any], meta: dict[int, tuple[tuple[int, ...], torch.dtype]],
+                   in_refs: list[int | None], attr_refs: dict[int, str], after_refs: list[int | None],
+                   leaves: list[Any], out: Any, ref_of: Any, base_name: Any) -> Template:
+    """The template of one recorded call (raises Unkeyable when the call is not self-contained or
+    its values could matter)."""
+    new: dict[int, int] = {}
+    new_meta: list[tuple[tuple[int, ...], torch.dtype]] = []
+    first_in: dict[int, int] = {}
+    for i, r in enumerate(in_refs):
+        if r is not None:
+            first_in.setdefault(r, i)
+
+    def slot(ref: int) -> Slot:
+        if ref in new:
+            return Slot("new", new[ref])
+        if ref in first_in:
+            return Slot("in", first_in[ref])
+        if ref in attr_refs:
+            return Slot("attr", attr_refs[ref])
+        raise Unkeyable("the module reads a tensor that is neither an argument nor its own state")
+
+    def spec(a: Any) -> Any:
+        from prunec.frontends.torch_record import Ref
+
+        if isinstance(a, Ref):
+            return slot(a.id)
+        if isinstance(a, (list, tuple)):
+            return type(a)(spec(x) for x in a)
+        return a
+
+    out_calls = []
+    for c in calls:
+        if VALUE_TAGS.intersection(c.target.tags):
+            raise Unkeyable(f"{c.target} depends on values")
+        args, kwargs = spec(c.args), {k: spec(v) for k, v in c.kwargs.items()}
+        written = ()
+        if c.target._schema.is_mutable:
+            given = dict(zip((a.name for a in c.target._schema.arguments), args)) | kwargs
+            targets = [given.get(a.name) for a in c.target._schema.arguments
+                       if a.alias_info is not None and a.alias_info.is_write]
+            written = tuple(s.index for s in targets if isinstance(s, Slot) and s.kind == "in")  # type: ignore[misc]
+        outs = []
+        for r in c.outs:
+            if r is None:
+                outs.append(None)
+                continue
+            size, dtype = meta[r]
+            if not (dtype.is_floating_point or dtype.is_complex):
+                raise Unkeyable("the module makes integer or boolean tensors (indices, masks)")
+            new[r] = len(new_meta)
+            new_meta.append((size, dtype))
+            outs.append(new[r])
+        out_calls.append(TemplateCall(c.target, args, kwargs, base_name(c.target), tuple(outs), c.sequence,
+                                      c.other, written))  # type: ignore[arg-type]
+    out_leaves_, out_spec = pytree.tree_flatten(out)
+    ids = {id(x): i for i, x in enumerate(leaves) if isinstance(x, torch.Tensor)}
+    out_leaves = []
+    for leaf in out_leaves_:
+        if isinstance(leaf, torch.Tensor):
+            ref = ref_of.get(leaf)
+            if ref is None:
+                raise Unkeyable("an output was made outside any recorded op")
+            out_leaves.append(OutLeaf(slot(ref), ids.get(id(leaf)), tuple(leaf.shape), leaf.stride(), leaf.dtype,
+                                      leaf.device))
+        elif isinstance(leaf, _PLAIN) and not isinstance(leaf, enum.Enum):
+            out_leaves.append(OutLeaf(None, None, value=leaf))
+        else:
+            raise Unkeyable(f"the module returns a {type(leaf).__name__}")
+    rebinds = tuple((i, slot(after)) for i, (before, after) in enumerate(zip(in_refs, after_refs))
+                    if after is not None and after != before)
+    return Template(tuple(out_calls), tuple(new_meta), tuple(out_leaves), out_spec, rebinds)

@@ -1,0 +1,199 @@
+"""Recording torch.nn leaf modules from templates gives exactly the recording made op by op, and
+starts over with full arithmetic whenever a skipped value could matter."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from prunec.zoo import ZOO
+from torch import nn
+
+import prunec
+from prunec.frontends.torch_record import NotRecordable, Ref, _record, record
+from prunec.inputs import ExampleInputs
+
+
+def _calls(rec) -> list[tuple]:
+    """The recording with every Ref replaced by its value's name and (size, dtype)."""
+
+    def arg(a):
+        if isinstance(a, Ref):
+            return (rec.names[a.id], rec.meta[a.id])
+        if isinstance(a, (list, tuple)):
+            return type(a)(arg(x) for x in a)
+        return a
+
+    return [(c.target, arg(c.args), {k: arg(v) for k, v in c.kwargs.items()}, c.name,
+             [None if r is None else (rec.names[r], rec.meta[r]) for r in c.outs], c.sequence, c.modules, c.other)
+            for c in rec.calls]
+
+
+def _both(model: nn.Module, inputs: ExampleInputs):
+    model.eval()
+    with torch.no_grad():
+        memo = _record(model, inputs, memo=True)
+        plain = _record(model, inputs, memo=False)
+    return memo, plain
+
+
+def _assert_same(memo, plain) -> None:
+    a, b = memo[0].recording, plain[0].recording
+    assert _calls(a) == _calls(b)
+    assert [(n, r is not None) for n, r, _ in a.inputs] == [(n, r is not None) for n, r, _ in b.inputs]
+    assert sorted(t for t, _ in a.attrs.values()) == sorted(t for t, _ in b.attrs.values())
+    assert [a.names[o.id] if isinstance(o, Ref) else o for o in a.outputs] == \
+        [b.names[o.id] if isinstance(o, Ref) else o for o in b.outputs]
+    assert a.suspicious == b.suspicious
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_memoized_recording_equals_the_op_by_op_one_on_every_zoo_model(name):
+    entry = ZOO[name]
+    memo, plain = _both(entry.build(), ExampleInputs.from_user(entry.example_inputs()))
+    _assert_same(memo, plain)
+
+
+def test_repeated_leaf_calls_are_skipped_not_computed():
+    """A deep MLP: after the first Linear and ReLU, every call comes from the template."""
+    model = nn.Sequential(*[m for _ in range(6) for m in (nn.Linear(16, 16), nn.ReLU())])
+    memo, plain = _both(model, ExampleInputs((torch.randn(4, 16),)))
+    _assert_same(memo, plain)
+    assert memo[2] is True and plain[2] is False
+    assert len(memo[0].recording.calls) == 12
+
+
+class ArgmaxOfHidden(nn.Module):
+    """Integer indices computed from a (skippable) Linear output pick embedding rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 8)
+        self.emb = nn.Embedding(8, 4)
+
+    def forward(self, x):
+        return self.emb(self.b(self.a(x)).argmax(-1))
+
+
+class NonzeroOfHidden(nn.Module):
+    """A data-dependent size computed from a skippable output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 8)
+
+    def forward(self, x):
+        h = self.b(self.a(x))
+        return torch.nonzero(h.flatten() > 0).shape[0] + h
+
+
+@pytest.mark.parametrize("cls", [ArgmaxOfHidden])
+def test_values_that_matter_are_recomputed(cls):
+    """The skipped output of `b` feeds argmax: the recorder starts over with full arithmetic; the
+    recording and the returned outputs are the real ones."""
+    torch.manual_seed(0)
+    model, x = cls().eval(), torch.randn(5, 8)
+    with torch.no_grad():
+        _, _, skipped = _record(model, ExampleInputs((x,)), memo=False)
+        program, out = record(model, ExampleInputs((x,)))
+        plain = _record(model, ExampleInputs((x,)), memo=False)
+        expected = model(x)
+    assert skipped is False
+    assert _calls(program.recording) == _calls(plain[0].recording)
+    assert out is not None and torch.equal(out, expected)
+
+
+def test_sizes_read_off_values_are_never_recorded():
+    """nonzero's size depends on the values (and here reaches Python as a constant): a recording
+    would keep this input's count, and on a skipped value a count read off uninitialized memory. It
+    is refused (with or without the memo) and torch.export decides; the analysis then reports it."""
+    model, x = NonzeroOfHidden().eval(), torch.randn(5, 8)
+    for memo in (True, False):
+        with pytest.raises(NotRecordable, match=r"aten\.nonzero\.default makes a tensor whose size depends"):
+            with torch.no_grad():
+                record(model, ExampleInputs((x,)), memo=memo)
+    with pytest.raises(prunec.TraceError):
+        prunec.analyze(model, x)
+
+
+def test_indexing_with_integer_tensors_is_recorded():
+    """x[idx] with an int64 index has a value-independent size: recorded, memo or not."""
+
+    class Gather(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 8)
+
+        def forward(self, x, idx):
+            return self.b(self.a(x))[idx]
+
+    memo, plain = _both(Gather(), ExampleInputs((torch.randn(5, 8), torch.tensor([0, 2, 4]))))
+    _assert_same(memo, plain)
+    assert memo[2] is True
+
+
+class InplaceOnInput(nn.Module):
+    """The second ReLU(inplace=True) call (a template hit) writes into the model input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.r1, self.r2 = nn.ReLU(inplace=True), nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.r1(self.fc(x)) + self.r2(x)
+
+
+def test_a_template_hit_that_writes_into_a_model_input_is_refused():
+    model, x = InplaceOnInput().eval(), torch.randn(3, 8)
+    before = x.clone()
+    with pytest.raises(NotRecordable, match="writes into a model input"):
+        with torch.no_grad():
+            _record(model, ExampleInputs((x,)), memo=True)
+    assert torch.equal(x, before)
+    analysis = prunec.analyze(model, x)  # falls back to torch.export, which never writes
+    assert isinstance(analysis.source.exported, torch.export.ExportedProgram)
+    assert torch.equal(x, before)
+
+
+class Plumbing(nn.Module):
+    """Leaves that return their input object, change an attribute between calls, or hold a tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.id1, self.id2 = nn.Identity(), nn.Identity()
+        self.pool = nn.AvgPool1d(2)
+        self.fc = nn.Linear(4, 4)
+        self.fc.extra = torch.ones(1)  # a plain tensor attribute: this leaf cannot be keyed
+        self.fc2 = nn.Linear(4, 4)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        y = self.id2(self.id1(x))
+        self.pool.stride = (2,)
+        a = self.pool(y)
+        self.pool.stride = (1,)  # same module, new configuration: a different key
+        b = self.pool(y)
+        return self.drop(self.fc2(self.fc(a[..., :4]))) + b[..., :4].sum() + y[..., :4]
+
+
+def test_identity_attribute_changes_unkeyable_leaves_and_inert_dropout():
+    model, x = Plumbing().eval(), torch.randn(2, 3, 8)
+    memo, plain = _both(model, ExampleInputs((x,)))
+    _assert_same(memo, plain)
+    assert memo[0].recording.suspicious == []  # dropout with train=False is deterministic
+    assert [c.target for c in memo[0].recording.calls].count(torch.ops.aten.avg_pool1d.default) == 2
+    strides = [c.args[2] for c in memo[0].recording.calls if c.target == torch.ops.aten.avg_pool1d.default]
+    assert strides == [[2], [1]]
+
+
+tv = pytest.importorskip("torchvision")
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "densenet121", "shufflenet_v2_x0_5",
+                                  "regnet_x_400mf", "efficientnet_b0", "convnext_tiny"])
+def test_memoized_recording_equals_the_op_by_op_one_on_torchvision_models(name):
+    torch.manual_seed(0)
+    model = tv.models.get_model(name, weights=None)
+    memo, plain = _both(model, ExampleInputs((torch.randn(1, 3, 64, 64),)))
+    _assert_same(memo, plain)
+    assert memo[2] is True
