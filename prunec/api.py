@@ -166,7 +166,7 @@ def _analyze_torch(model: nn.Module, inputs: ExampleInputs, paths: list[str], st
     roles = role_atoms(graph, table, registry)
     avoid = roles[HEAD_DIM] if attention == HEADS else roles[HEADS]
     coupling = analyse_couplings(graph, registry, strict=strict,
-                                 extra_pins=_ignore_pins(graph, atoms_of, paths), avoid=avoid)
+                                 extra_pins=_ignore_pins(graph, atoms_of, paths), avoid=avoid, table=table)
     reporter.stage("group")
     groups, pinned_params = build_groups(graph, coupling)
     groups = classify(groups, coupling, roles)

@@ -101,7 +101,7 @@ def analyze(model: OnnxLike, example_inputs: Any = None, *, input_shapes: Mappin
         for name in ops:
             for v in graph.outputs(graph.op(name)):
                 pins += [(table.atoms(s), f"output of ignored node '{name}' ({pattern})") for s in table.slots_of(v)]
-    coupling = analyse_couplings(graph, rules or RULES, strict=strict, extra_pins=pins)
+    coupling = analyse_couplings(graph, rules or RULES, strict=strict, extra_pins=pins, table=table)
     groups, pinned_params = build_groups(graph, coupling)
     return Analysis(graph, tuple(groups), tuple(coupling.pinned), tuple(pinned_params), coupling, source)
 

@@ -16,29 +16,28 @@ class AtomTable:
     """Contiguous atom ranges, one per slot (value, axis), in value definition order."""
 
     def __init__(self, graph: Graph) -> None:
-        self.slot_ids: dict[Slot, int] = {}
+        self.value_slot0: dict[str, int] = {}
+        self.value_rank: dict[str, int] = {}
         self.slot_value: list[str] = []
         self.slot_axis: list[int] = []
-        self.value_slot0: dict[str, int] = {}
-        starts: list[int] = []
         sizes: list[int] = []
-        total = 0
         for v in graph.values():
-            self.value_slot0[v.name] = len(starts)
-            for k, n in enumerate(v.shape):
-                self.slot_ids[Slot(v.name, k)] = len(starts)
-                self.slot_value.append(v.name)
-                self.slot_axis.append(k)
-                starts.append(total)
-                sizes.append(int(n))
-                total += int(n)
-        self.slot_start = np.asarray(starts, dtype=np.int64)
+            self.value_slot0[v.name] = len(sizes)
+            self.value_rank[v.name] = len(v.shape)
+            self.slot_value += [v.name] * len(v.shape)
+            self.slot_axis += range(len(v.shape))
+            sizes += v.shape
         self.slot_size = np.asarray(sizes, dtype=np.int64)
-        self.total = total
+        ends = np.cumsum(self.slot_size)
+        self.slot_start = ends - self.slot_size
+        self.total = int(ends[-1]) if len(ends) else 0
 
     def slot_id(self, slot: Slot) -> int:
         """The id of `slot` (KeyError if the value has no such axis)."""
-        return self.slot_ids[slot]
+        first = self.value_slot0[slot.value]
+        if not 0 <= slot.axis < self.value_rank[slot.value]:
+            raise KeyError(slot)
+        return first + slot.axis
 
     def slots_of(self, value: Value) -> list[int]:
         """Slot ids of every axis of `value`."""

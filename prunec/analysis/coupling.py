@@ -209,14 +209,14 @@ def _evaluate(graph: Graph, registry: RuleRegistry, table: AtomTable, reasons: _
 
 def analyse_couplings(graph: Graph, registry: RuleRegistry, *, strict: bool = False,
                       extra_pins: Iterable[tuple[np.ndarray, str]] = (),
-                      avoid: np.ndarray | None = None) -> CouplingResult:
+                      avoid: np.ndarray | None = None, table: AtomTable | None = None) -> CouplingResult:
     """Run the rules over `graph` and solve for components of atoms.
 
     `avoid`: atoms whose channels an alternative should not carry when another option can (e.g. the
     head-dim axes of attention when whole heads are wanted); such options are treated as pinned
     while choosing, but stay prunable if every option ends up avoided.
     """
-    table = AtomTable(graph)
+    table = table if table is not None else AtomTable(graph)
     reasons = _Reasons()
     pinned: list[Pinned] = []
     nodes = _evaluate(graph, registry, table, reasons, pinned, strict)

@@ -169,28 +169,50 @@ def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], lis
 
     sort = np.lexsort((atoms, slot_of, g_of_atom))
     atoms, slot_of, comp, g_of_atom = atoms[sort], slot_of[sort], comp[sort], g_of_atom[sort]
-    bounds = np.flatnonzero(np.diff(g_of_atom)) + 1
+
+    # the channels of each group: its components, ordered by their first atom
+    ncomp = result.num_components
+    pair = sorted_unique(g_of_atom * ncomp + comp)
+    pair_g, pair_c = pair // ncomp, pair % ncomp
+    by_first = np.lexsort((first_atom[pair_c], pair_g))
+    chan_g, chan_c = pair_g[by_first], pair_c[by_first]
+    g_bounds = np.flatnonzero(np.diff(chan_g)) + 1
+    g_lo = np.concatenate([[0], g_bounds])
+    g_hi = np.concatenate([g_bounds, [len(chan_g)]])
+    rank_of_pair = np.empty(len(pair), dtype=np.int64)
+    rank_of_pair[by_first] = np.arange(len(pair)) - np.repeat(g_lo, g_hi - g_lo)
+    channel = rank_of_pair[np.searchsorted(pair, g_of_atom * ncomp + comp)]
+    reduced_chan = result.comp_reduced[chan_c]
+    any_reduced = np.add.reduceat(reduced_chan.astype(np.int64), g_lo) > 0 if len(g_lo) else np.zeros(0, bool)
+
+    # one member per (group, slot) run of the sorted atoms
+    run = np.flatnonzero((np.diff(g_of_atom) != 0) | (np.diff(slot_of) != 0)) + 1
+    run_lo = np.concatenate([[0], run]).tolist()
+    run_hi = np.concatenate([run, [len(atoms)]]).tolist()
+    index_of = (atoms - table.slot_start[slot_of]).tolist()
+    run_group = g_of_atom[run_lo].tolist()
+    run_slot = slot_of[run_lo].tolist()
+    param_of_slot: dict[int, str] = {}
     groups: list[Group] = []
-    for seg in np.split(np.arange(len(atoms)), bounds):
-        g = int(g_of_atom[seg[0]])
-        sorted_comps = sorted_unique(comp[seg])
-        order = np.argsort(first_atom[sorted_comps], kind="stable")
-        seg_comps = sorted_comps[order]
-        rank = np.empty(len(order), dtype=np.int64)
-        rank[order] = np.arange(len(order))  # channel number of each component of sorted_comps
+    k = 0
+    for gi, (lo_c, hi_c) in enumerate(zip(g_lo.tolist(), g_hi.tolist())):
+        g = int(chan_g[lo_c])
         members: list[Slice] = []
         chan_of: list[np.ndarray] = []
-        s_slots = slot_of[seg]
-        sb = np.flatnonzero(np.diff(s_slots)) + 1
-        for sub in np.split(seg, sb):
-            sid = int(slot_of[sub[0]])
-            value = graph.value(table.slot_value[sid])
-            idx = atoms[sub] - int(table.slot_start[sid])
-            members.append(Slice(str(value.param), table.slot_axis[sid], tuple(idx.tolist())))
-            chan_of.append(rank[np.searchsorted(sorted_comps, comp[sub])])
-        reduced = result.comp_reduced[seg_comps]
-        notes = tuple(dict.fromkeys(result.reasons[r] for r in result.comp_reduce_reason[seg_comps[reduced]]))
-        groups.append(Group(renumber[g], tuple(members), len(seg_comps), not bool(reduced.any()), notes,
+        while k < len(run_lo) and run_group[k] == g:
+            sid, lo, hi = run_slot[k], run_lo[k], run_hi[k]
+            param = param_of_slot.get(sid)
+            if param is None:
+                param = param_of_slot[sid] = str(graph.value(table.slot_value[sid]).param)
+            members.append(Slice(param, table.slot_axis[sid], tuple(index_of[lo:hi])))
+            chan_of.append(channel[lo:hi])
+            k += 1
+        seg_comps = chan_c[lo_c:hi_c]
+        notes: tuple[str, ...] = ()
+        if any_reduced[gi]:
+            red = reduced_chan[lo_c:hi_c]
+            notes = tuple(dict.fromkeys(result.reasons[r] for r in result.comp_reduce_reason[seg_comps[red]]))
+        groups.append(Group(renumber[g], tuple(members), hi_c - lo_c, not bool(any_reduced[gi]), notes,
                             tuple(chan_of), seg_comps))
     groups.sort(key=lambda gr: gr.id)
     return groups, pinned_params

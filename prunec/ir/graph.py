@@ -81,10 +81,14 @@ def _value_key(name: str) -> tuple[str, str]:
 
 
 class Graph:
-    """A traced model: ops and values in a networkx.MultiDiGraph; edges carry port names."""
+    """A traced model: ops and values in a networkx.MultiDiGraph; edges carry port names.
+
+    The passes query the adjacency dicts below (the same connectivity, kept in step); the networkx
+    graph itself is built on first use of `nx_graph()`, so tracing pays nothing for it.
+    """
 
     def __init__(self) -> None:
-        self._g = nx.MultiDiGraph()
+        self._g: nx.MultiDiGraph | None = None
         self._ops: list[OpNode] = []
         self._values: dict[str, Value] = {}
         self._op_by_name: dict[str, OpNode] = {}
@@ -102,7 +106,7 @@ class Graph:
             raise IRError(f"value {value.name!r} is defined twice; frontends must name values uniquely")
         self._values[value.name] = value
         self._consumers[value.name] = []
-        self._g.add_node(_value_key(value.name))
+        self._g = None
         return value
 
     def add_op(self, op: OpNode, inputs: list[tuple[str, str]], outputs: list[str]) -> OpNode:
@@ -124,13 +128,11 @@ class Graph:
         self._op_by_name[op.name] = op
         self._inputs[op.name] = list(inputs)
         self._outputs[op.name] = list(outputs)
-        self._g.add_node(_op_key(op.name))
         for port, vname in inputs:
-            self._g.add_edge(_value_key(vname), _op_key(op.name), key=port)
             self._consumers[vname].append((op.name, port))
-        for i, vname in enumerate(outputs):
-            self._g.add_edge(_op_key(op.name), _value_key(vname), key=i)
+        for vname in outputs:
             self._producer[vname] = op.name
+        self._g = None
         return op
 
     # -- queries -------------------------------------------------------------------------------
@@ -192,6 +194,16 @@ class Graph:
 
     def nx_graph(self) -> nx.MultiDiGraph:
         """A read-only view of the underlying networkx graph (for drawing and custom analyses)."""
+        if self._g is None:
+            g = nx.MultiDiGraph()
+            g.add_nodes_from(_value_key(name) for name in self._values)
+            for op in self._ops:
+                g.add_node(_op_key(op.name))
+                for port, vname in self._inputs[op.name]:
+                    g.add_edge(_value_key(vname), _op_key(op.name), key=port)
+                for i, vname in enumerate(self._outputs[op.name]):
+                    g.add_edge(_op_key(op.name), _value_key(vname), key=i)
+            self._g = g
         return self._g.copy(as_view=True)
 
     def lint(self) -> None:

@@ -223,3 +223,18 @@ def test_zero_invariance_flags_name_the_mixing_op():
         0,
     )
     assert plain.zero_invariant and plain.notes == ()
+
+
+def test_networkx_view_has_every_op_value_and_port():
+    """Graph.nx_graph(): one node per op and value, an edge per input (keyed by port) and output."""
+    import prunec
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1)).eval()
+    graph = prunec.analyze(model, torch.randn(1, 3, 8, 8)).graph
+    g = graph.nx_graph()
+    assert g.number_of_nodes() == len(graph) + graph.num_values()
+    edges = sum(len(graph.inputs(op)) + len(graph.outputs(op)) for op in graph.ops())
+    assert g.number_of_edges() == edges == 10
+    conv = next(op for op in graph.ops() if op.op == "aten::conv2d")
+    ports = sorted(k for _, _, k in g.in_edges(("op", conv.name), keys=True))
+    assert ports == ["bias", "input", "weight"]
