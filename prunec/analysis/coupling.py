@@ -8,7 +8,7 @@ from zeroing, and verification uses the removal reference at that op).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,8 +18,8 @@ from scipy.sparse.csgraph import connected_components
 from prunec.analysis.atoms import AtomTable
 from prunec.analysis.choices import Choice, Option, choose, first_open
 from prunec.errors import UnsupportedOpError
-from prunec.ir.graph import Graph, OpNode, ValueKind
-from prunec.ir.slots import Coupling, Identity
+from prunec.ir.graph import Graph, OpNode, Value, ValueKind
+from prunec.ir.slots import ChannelMap, Coupling, Identity, Slot
 from prunec.rules.api import Alternatives, Declined, Fact, Free, OpView, Pin, Reduces
 from prunec.rules.registry import RuleEntry, RuleRegistry
 
@@ -46,11 +46,41 @@ class _Compiled:
     """Facts of one rule answer (or one alternative), as atom arrays."""
 
     edges: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    """Atom pairs of couplings with an index map."""
+    ident: list[tuple[int, int, int]] = field(default_factory=list)
+    """Identity couplings as (slot a, slot b, count): atom ranges expanded in bulk by _solve."""
     pins: list[tuple[np.ndarray, int, int]] = field(default_factory=list)  # atoms, reason id, priority
     reductions: list[tuple[np.ndarray, int]] = field(default_factory=list)
     mentioned: set[int] = field(default_factory=set)
-    carriers: list[np.ndarray] = field(default_factory=list)
-    couplings: list[Coupling] = field(default_factory=list)
+    local_couplings: list[tuple[int, int, ChannelMap]] = field(default_factory=list)
+    """(slot a, slot b, map) of every coupling the answer stated (Couplings made on demand)."""
+
+    def couplings(self, table: AtomTable) -> list[Coupling]:
+        """The couplings this answer stated, between named slots."""
+        value, axis = table.slot_value, table.slot_axis
+        return [Coupling(Slot(value[a], axis[a]), Slot(value[b], axis[b]), m) for a, b, m in self.local_couplings]
+
+    def edge_arrays(self, table: AtomTable) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every coupled atom pair, identity ranges included."""
+        out = list(self.edges)
+        for sa, sb, n in self.ident:
+            a0, b0 = int(table.slot_start[sa]), int(table.slot_start[sb])
+            out.append((np.arange(a0, a0 + n, dtype=np.int64), np.arange(b0, b0 + n, dtype=np.int64)))
+        return out
+
+
+@dataclass
+class _Relative:
+    """A rule answer in node-local terms: slots are positions in the node's slot list (inputs'
+    axes, then outputs' axes) and indices are relative to the slot. Built-in rules see only the
+    node (op, attributes, tensor sizes), so nodes with the same signature share one answer."""
+
+    edges: list[tuple[int, int, int, np.ndarray | None, np.ndarray | None]] = field(default_factory=list)
+    """(local a, local b, identity count, index pairs a, b): index pairs None for identity."""
+    pins: list[tuple[int, np.ndarray | None, str]] = field(default_factory=list)
+    reductions: list[tuple[int, str]] = field(default_factory=list)
+    mentioned: set[int] = field(default_factory=set)
+    couplings: list[tuple[int, int, ChannelMap]] = field(default_factory=list)
 
 
 @dataclass
@@ -79,7 +109,7 @@ class CouplingResult:
     choices: dict[tuple[str, int], str]
     """Chosen alternative per (node, choice index), as its label."""
     iterations: int
-    node_couplings: dict[str, list[Coupling]]
+    node_couplings: Mapping[str, list[Coupling]]
     reducing: set[str]
     """Nodes that mix channels of some coupled axis (where removal differs from zeroing)."""
     rules_used: dict[str, RuleEntry] = field(default_factory=dict)
@@ -122,46 +152,103 @@ def coupling_atoms(table: AtomTable, c: Coupling) -> tuple[np.ndarray, np.ndarra
     return table.atoms(sa, ia[ok]), table.atoms(sb, ib[ok])
 
 
-def _compile(facts: Sequence[Fact], table: AtomTable, reasons: _Reasons, node_slots: set[int],
-             node: OpNode) -> _Compiled:
-    out = _Compiled()
+def _relative(facts: Sequence[Fact], table: AtomTable, local: dict[int, int], node: OpNode) -> _Relative:
+    """The facts of one answer in node-local terms (`local`: slot id -> position in the node)."""
+    out = _Relative()
+
+    def own(slot: object) -> int:
+        sid = table.slot_id(slot)  # type: ignore[arg-type]
+        if sid not in local:
+            raise _RuleBug(f"the rule mentions {slot}, which is not an input or output of '{node.name}'")
+        return local[sid]
+
     for f in facts:
         if isinstance(f, Coupling):
-            sa, sb = table.slot_id(f.a), table.slot_id(f.b)
-            _check_own(sa, node_slots, f.a, node)
-            _check_own(sb, node_slots, f.b, node)
-            a_atoms, b_atoms = coupling_atoms(table, f)
-            out.edges.append((a_atoms, b_atoms))
-            out.carriers += [a_atoms, b_atoms]
-            out.mentioned.update((sa, sb))
-            out.couplings.append(f)
+            la, lb = own(f.a), own(f.b)
+            na, nb = int(table.slot_size[table.slot_id(f.a)]), int(table.slot_size[table.slot_id(f.b)])
+            if type(f.map) is Identity:  # the common case: two aligned ranges
+                out.edges.append((la, lb, min(na, nb), None, None))
+            else:
+                ia, ib = f.map.pairs(na, nb)
+                ok = (ia >= 0) & (ia < na) & (ib >= 0) & (ib < nb)
+                out.edges.append((la, lb, 0, np.asarray(ia[ok], np.int64), np.asarray(ib[ok], np.int64)))
+            out.mentioned.update((la, lb))
+            out.couplings.append((la, lb, f.map))
         elif isinstance(f, Pin):
-            sid = table.slot_id(f.slot)
-            _check_own(sid, node_slots, f.slot, node)
+            la = own(f.slot)
             idx = None if f.indices is None else np.asarray(f.indices, dtype=np.int64)
-            out.pins.append((table.atoms(sid, idx), reasons.id(f"{f.reason} (at '{node.name}')"), RULE))
-            out.mentioned.add(sid)
+            out.pins.append((la, idx, f.reason))
+            out.mentioned.add(la)
         elif isinstance(f, Reduces):
-            sid = table.slot_id(f.slot)
-            _check_own(sid, node_slots, f.slot, node)
-            out.reductions.append((table.atoms(sid), reasons.id(f"{f.reason} (at '{node.name}')")))
-            out.mentioned.add(sid)
+            la = own(f.slot)
+            out.reductions.append((la, f.reason))
+            out.mentioned.add(la)
         elif isinstance(f, Free):
-            sid = table.slot_id(f.slot)
-            _check_own(sid, node_slots, f.slot, node)
-            out.mentioned.add(sid)
+            out.mentioned.add(own(f.slot))
         else:
             raise TypeError(f"rule answered {type(f).__name__}; expected couple/pin/reduces/free/alternatives")
     return out
+
+
+def _materialize(rel: _Relative, slots: list[int], table: AtomTable, reasons: _Reasons, node: OpNode) -> _Compiled:
+    """A node-local answer as atoms of this node's slots."""
+    out = _Compiled()
+    start = table.slot_start
+    for la, lb, n, ia, ib in rel.edges:
+        sa, sb = slots[la], slots[lb]
+        if ia is None:
+            out.ident.append((sa, sb, n))
+        else:
+            out.edges.append((int(start[sa]) + ia, int(start[sb]) + ib))  # type: ignore[operator]
+    for la, idx, reason in rel.pins:
+        out.pins.append((table.atoms(slots[la], idx), reasons.id(f"{reason} (at '{node.name}')"), RULE))
+    for la, reason in rel.reductions:
+        out.reductions.append((table.atoms(slots[la]), reasons.id(f"{reason} (at '{node.name}')")))
+    out.mentioned = {slots[la] for la in rel.mentioned}
+    out.local_couplings = [(slots[la], slots[lb], m) for la, lb, m in rel.couplings]
+    return out
+
+
+def _frozen(v: object) -> object:
+    if isinstance(v, (list, tuple)):
+        return tuple(_frozen(x) for x in v)
+    return v
+
+
+def _signature(node: OpNode, ins: list[tuple[str, Value]], outs: list[Value], derived: set[str]) -> tuple | None:
+    """What a built-in rule can see of `node` (op, attributes, tensor sizes, which inputs are
+    parameters, which tensors are the same value), or None when some attribute is unhashable."""
+    names: dict[str, int] = {}
+    sig = (node.op, tuple((k, _frozen(v)) for k, v in node.attrs.items()),
+           tuple((port, v.shape, v.name in derived, names.setdefault(v.name, len(names))) for port, v in ins),
+           tuple((v.shape, names.setdefault(v.name, len(names))) for v in outs))
+    try:
+        hash(sig)
+    except TypeError:
+        return None
+    return sig
 
 
 class _RuleBug(Exception):
     pass
 
 
-def _check_own(sid: int, node_slots: set[int], slot: object, node: OpNode) -> None:
-    if sid not in node_slots:
-        raise _RuleBug(f"the rule mentions {slot}, which is not an input or output of '{node.name}'")
+def _answer(entry: RuleEntry, graph: Graph, node: OpNode, derived: set[str], table: AtomTable,
+            slots: list[int]) -> tuple[_Relative, list[tuple[list[_Relative], tuple[str, ...]]]] | str:
+    """Run the rule on `node`: its facts in node-local terms, or the reason it declined or failed."""
+    local: dict[int, int] = {}
+    for i, sid in enumerate(slots):
+        local.setdefault(sid, i)
+    try:
+        answer = entry.rule(OpView(graph, node, derived.__contains__))
+        if isinstance(answer, Declined):
+            return answer.reason
+        static = _relative([f for f in answer if not isinstance(f, Alternatives)], table, local, node)
+        choices = [([_relative(o, table, local, node) for o in alt.options], alt.labels)
+                   for alt in answer if isinstance(alt, Alternatives)]
+        return static, choices
+    except Exception as exc:  # noqa: BLE001 - a failing rule pins its node, never crashes prunec
+        return f"rule from {entry.source} failed: {type(exc).__name__}: {exc}"
 
 
 def _evaluate(graph: Graph, registry: RuleRegistry, table: AtomTable, reasons: _Reasons,
@@ -169,10 +256,11 @@ def _evaluate(graph: Graph, registry: RuleRegistry, table: AtomTable, reasons: _
     derived = _param_derived(graph, registry)
     result: list[_NodeFacts] = []
     missing: list[OpNode] = []
+    answers: dict[tuple, tuple[_Relative, list[tuple[list[_Relative], tuple[str, ...]]]] | str] = {}
     for node in graph.ops():
-        slots = [s for _, v in graph.inputs(node) for s in table.slots_of(v)]
-        slots += [s for v in graph.outputs(node) for s in table.slots_of(v)]
-        node_slots = set(slots)
+        ins, outs = graph.inputs(node), graph.outputs(node)
+        slots = [s for _, v in ins for s in table.slots_of(v)]
+        slots += [s for v in outs for s in table.slots_of(v)]
         entry = registry.get(node.op)
         nf = _NodeFacts(node, slots, _Compiled(), [], entry=entry)
         result.append(nf)
@@ -180,19 +268,20 @@ def _evaluate(graph: Graph, registry: RuleRegistry, table: AtomTable, reasons: _
             nf.declined = f"no op rule for '{node.op}'"
             missing.append(node)
         else:
-            try:
-                answer = entry.rule(OpView(graph, node, derived.__contains__))
-                if isinstance(answer, Declined):
-                    nf.declined = answer.reason
-                else:
-                    plain = [f for f in answer if not isinstance(f, Alternatives)]
-                    nf.static = _compile(plain, table, reasons, node_slots, node)
-                    for alt in (f for f in answer if isinstance(f, Alternatives)):
-                        opts = [_compile(o, table, reasons, node_slots, node) for o in alt.options]
-                        nf.choices.append((opts, alt.labels))
-            except Exception as exc:  # noqa: BLE001 - a failing rule pins its node, never crashes prunec
-                nf.static, nf.choices = _Compiled(), []
-                nf.declined = f"rule from {entry.source} failed: {type(exc).__name__}: {exc}"
+            # built-in rules see only the node itself: one answer per distinct signature
+            sig = _signature(node, ins, outs, derived) if entry.rule.__module__.startswith("prunec.rules.") else None
+            answer = answers.get(sig) if sig is not None else None
+            if answer is None:
+                answer = _answer(entry, graph, node, derived, table, slots)
+                if sig is not None:
+                    answers[sig] = answer
+            if isinstance(answer, str):
+                nf.declined = answer
+            else:
+                static, choices = answer
+                nf.static = _materialize(static, slots, table, reasons, node)
+                nf.choices = [([_materialize(o, slots, table, reasons, node) for o in opts], labels)
+                              for opts, labels in choices]
         if nf.declined is not None:
             pinned.append(Pinned(node.name, node.op, nf.declined, node.origin))
     if strict:
@@ -252,7 +341,7 @@ def analyse_couplings(graph: Graph, registry: RuleRegistry, *, strict: bool = Fa
         sol = _solve(nodes, choice, table, reasons, io_pins)
         closed = _closed(sol, avoid_atoms, state_atoms)
         stuck = [j for j, (i, c) in enumerate(keys)
-                 if _open_channels(nodes[i].choices[c][0][choice[(i, c)]], sol[0], closed) < 2]
+                 if _open_channels(nodes[i].choices[c][0][choice[(i, c)]], sol[0], closed, table) < 2]
         if stuck:
             config, moves = choose(contracted, start, stuck, pinned0, avoided0, state0)
             iterations += moves
@@ -263,17 +352,38 @@ def analyse_couplings(graph: Graph, registry: RuleRegistry, *, strict: bool = Fa
         sol = _solve(nodes, choice, table, reasons, io_pins)
     labels, ncomp, comp_pinned, comp_reason, comp_reduced, comp_red_reason, comp_pin_atom = sol
     chosen = {(nodes[i].node.name, c): nodes[i].choices[c][1][o] for (i, c), o in choice.items()}
-    node_couplings = {}
+    node_couplings = _NodeCouplings(table)
     reducing: set[str] = set()
     for (i, nf) in enumerate(nodes):
         parts = [nf.static] + [opts[choice[(i, c)]] for c, (opts, _) in enumerate(nf.choices)]
-        node_couplings[nf.node.name] = [c for p in parts for c in p.couplings]
+        node_couplings.parts[nf.node.name] = parts
         if any(p.reductions for p in parts):
             reducing.add(nf.node.name)
     rules_used = {nf.node.name: nf.entry for nf in nodes if nf.entry is not None}
     return CouplingResult(table, labels, ncomp, comp_pinned, comp_reason, comp_reduced, comp_red_reason,
                           reasons.items, pinned, chosen, iterations, node_couplings, reducing, rules_used,
                           comp_pin_atom)
+
+
+class _NodeCouplings(Mapping[str, list[Coupling]]):
+    """Node name -> the couplings its rule stated (in the chosen alternatives), made on first read."""
+
+    def __init__(self, table: AtomTable) -> None:
+        self.table = table
+        self.parts: dict[str, list[_Compiled]] = {}
+        self._made: dict[str, list[Coupling]] = {}
+
+    def __getitem__(self, name: str) -> list[Coupling]:
+        made = self._made.get(name)
+        if made is None:
+            made = self._made[name] = [c for p in self.parts[name] for c in p.couplings(self.table)]
+        return made
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.parts)
+
+    def __len__(self) -> int:
+        return len(self.parts)
 
 
 def _solve(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int] | None, table: AtomTable,
@@ -285,6 +395,7 @@ def _solve(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int] | None, t
     eb: list[np.ndarray] = []
     pins: list[tuple[np.ndarray, int, int]] = list(io_pins)
     reds: list[tuple[np.ndarray, int]] = []
+    ident: list[tuple[int, int, int]] = []
     for i, nf in enumerate(nodes):
         if choice is None:
             parts = [nf.static]
@@ -297,6 +408,7 @@ def _solve(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int] | None, t
             for a, b in p.edges:
                 ea.append(a)
                 eb.append(b)
+            ident += p.ident
             pins += p.pins
             reds += p.reductions
             mentioned |= p.mentioned
@@ -310,6 +422,11 @@ def _solve(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int] | None, t
                                        f"{table.slot_axis[sid]} of '{table.slot_value[sid]}'"), AUTO
             pins.append((table.atoms(sid), rid, prio))
     n = table.total
+    if ident:  # aligned ranges: atom a0+k ~ b0+k for k < count, expanded in one go
+        sa, sb, count = np.asarray(ident, dtype=np.int64).T
+        offset = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+        ea.append(np.repeat(table.slot_start[sa], count) + offset)
+        eb.append(np.repeat(table.slot_start[sb], count) + offset)
     a = np.concatenate(ea) if ea else np.zeros(0, dtype=np.int64)
     b = np.concatenate(eb) if eb else np.zeros(0, dtype=np.int64)
     graph_m = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
@@ -335,10 +452,10 @@ def _solve(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int] | None, t
     return labels, ncomp, comp_pinned, comp_reason, comp_reduced, comp_red_reason, comp_pin_atom
 
 
-def _open_channels(option: _Compiled, labels: np.ndarray, closed: np.ndarray) -> int:
+def _open_channels(option: _Compiled, labels: np.ndarray, closed: np.ndarray, table: AtomTable) -> int:
     """How many distinct open components the option's channels end in (in a solution where it is
     applied): 0 when it is blocked, 1 when it collapsed every channel into one (or has only one)."""
-    comps = [labels[a] for a, _ in option.edges if len(a)]
+    comps = [labels[a] for a, _ in option.edge_arrays(table) if len(a)]
     if not comps:
         return 2  # carries nothing: nothing to improve
     c = np.concatenate(comps)
@@ -368,8 +485,9 @@ def _contract(nodes: list[_NodeFacts], keys: list[tuple[int, int]], labels: np.n
         others = set().union(*(r for k, r in enumerate(reach) if k != c)) | nf.static.mentioned
         options = []
         for opt in nf.choices[c][0]:
-            if opt.edges:
-                code = np.concatenate([labels[a] * n + labels[b] for a, b in opt.edges])
+            edges = opt.edge_arrays(table)
+            if edges:
+                code = np.concatenate([labels[a] * n + labels[b] for a, b in edges])
                 code = np.unique(code)
                 pairs = np.stack([code // n, code % n], axis=1)
             else:

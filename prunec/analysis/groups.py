@@ -131,11 +131,12 @@ def sorted_unique(a: np.ndarray) -> np.ndarray:
 def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], list[PinnedParam]]:
     """Partition the unpinned components holding parameter atoms into groups."""
     table, labels = result.atoms, result.labels
-    state_slots = [sid for sid, vname in enumerate(table.slot_value) if graph.value(vname).is_state]
-    if not state_slots:
+    state_slots = np.asarray([s for v in graph.state_values() for s in table.slots_of(v)], dtype=np.int64)
+    if not len(state_slots):
         return [], []
-    atoms = np.concatenate([table.atoms(s) for s in state_slots])
-    slot_of = np.concatenate([np.full(int(table.slot_size[s]), s, dtype=np.int64) for s in state_slots])
+    sizes = table.slot_size[state_slots]
+    slot_of = np.repeat(state_slots, sizes)
+    atoms = table.slot_start[slot_of] + np.arange(len(slot_of), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
     comp = labels[atoms]
     pinned_params = _pinned_params(graph, result, atoms, slot_of, comp)
 
@@ -148,9 +149,14 @@ def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], lis
     nslots = len(table.slot_start)
     code = sorted_unique(comp * nslots + slot_of)  # one int per (comp, slot) pair
     pairs = np.stack([code // nslots, code % nslots])
-    ucomps = sorted_unique(pairs[0])
+    # code is sorted with the component as its major key: number components by run, slots by a map
+    new_comp = np.concatenate([[True], pairs[0][1:] != pairs[0][:-1]])
+    ucomps = pairs[0][new_comp]
+    comp_local = np.cumsum(new_comp) - 1
     uslots = sorted_unique(pairs[1])
-    comp_local, slot_local = np.searchsorted(ucomps, pairs[0]), np.searchsorted(uslots, pairs[1])
+    slot_map = np.zeros(nslots, dtype=np.int64)
+    slot_map[uslots] = np.arange(len(uslots))
+    slot_local = slot_map[pairs[1]]
     n = len(ucomps) + len(uslots)
     bip = coo_matrix((np.ones(pairs.shape[1], np.int8), (comp_local, len(ucomps) + slot_local)), shape=(n, n))
     _, glabel = connected_components(bip, directed=False)
@@ -181,7 +187,9 @@ def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], lis
     g_hi = np.concatenate([g_bounds, [len(chan_g)]])
     rank_of_pair = np.empty(len(pair), dtype=np.int64)
     rank_of_pair[by_first] = np.arange(len(pair)) - np.repeat(g_lo, g_hi - g_lo)
-    channel = rank_of_pair[np.searchsorted(pair, g_of_atom * ncomp + comp)]
+    rank_of_comp = np.zeros(ncomp, dtype=np.int64)  # a component lies in exactly one group
+    rank_of_comp[pair_c] = rank_of_pair
+    channel = rank_of_comp[comp]
     reduced_chan = result.comp_reduced[chan_c]
     any_reduced = np.add.reduceat(reduced_chan.astype(np.int64), g_lo) > 0 if len(g_lo) else np.zeros(0, bool)
 
@@ -225,13 +233,12 @@ def _pinned_params(graph: Graph, result: CouplingResult, atoms: np.ndarray, slot
     pinned = result.comp_pinned[comp]
     table = result.atoms
     starts = np.concatenate([[0], np.flatnonzero(np.diff(slot_of)) + 1])  # slot_of runs slot by slot
-    ends = np.concatenate([starts[1:], [len(slot_of)]])
-    for lo, hi in zip(starts.tolist(), ends.tolist()):
+    # slots whose every atom is pinned: no unpinned atom in the run
+    whole = np.add.reduceat((~pinned).astype(np.int64), starts) == 0 if len(starts) else np.zeros(0, bool)
+    for lo in starts[whole].tolist():
         sid = int(slot_of[lo])
         axis = table.slot_axis[sid]
-        if axis > 1:
-            continue
-        if not pinned[lo:hi].all() or table.slot_size[sid] <= 1:
+        if axis > 1 or table.slot_size[sid] <= 1:
             continue
         rid = int(result.comp_pin_reason[comp[lo]])
         value = graph.value(table.slot_value[int(sid)])

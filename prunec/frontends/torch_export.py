@@ -42,7 +42,8 @@ class TracedTorch:
 def eval_mode(model: torch.nn.Module) -> Iterator[None]:
     """Put every submodule in eval mode, then restore each one's own flag."""
     flags = [(m, m.training) for m in model.modules()]
-    model.eval()
+    if any(flag for _, flag in flags):
+        model.eval()
     try:
         yield
     finally:
@@ -50,8 +51,32 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
             m.training = flag
 
 
+def state_entries(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """`model.state_dict(keep_vars=True).items()`, without state_dict's per-module call overhead
+    when no module customizes what it saves (hooks or its own _save_to_state_dict)."""
+    base = torch.nn.Module._save_to_state_dict
+    out: list[tuple[str, torch.Tensor]] = []
+    for prefix, m in model.named_modules(remove_duplicate=False):
+        if (type(m)._save_to_state_dict is not base or m._state_dict_hooks
+                or getattr(m, "_state_dict_pre_hooks", None)):
+            return list(model.state_dict(keep_vars=True).items())
+        dot = prefix + "." if prefix else ""
+        out += [(dot + k, t) for k, t in m._parameters.items() if t is not None]
+        out += [(dot + k, t) for k, t in m._buffers.items()
+                if t is not None and k not in m._non_persistent_buffers_set]
+    return out
+
+
+_OP_KEYS: dict[Any, str] = {}
+
+
 def op_key(target: Any) -> str:
     """'aten::conv2d' for torch.ops.aten.conv2d.default; a readable name for anything else."""
+    if isinstance(target, torch._ops.OpOverload):
+        key = _OP_KEYS.get(target)
+        if key is None:
+            key = _OP_KEYS[target] = str(target._schema.name)
+        return key
     schema = getattr(target, "_schema", None)
     if schema is not None:
         return str(schema.name)
@@ -151,11 +176,13 @@ def _trace_recorded(model: torch.nn.Module, inputs: ExampleInputs) -> TracedTorc
     graph = Graph()
     traced = TracedTorch(graph=graph, exported=program, inputs=inputs)  # type: ignore[arg-type]
     by_id: dict[int, list[str]] = {}
-    for name, t in model.state_dict(keep_vars=True).items():
+    for name, t in state_entries(model):
         by_id.setdefault(id(t), []).append(name)
     # values in torch.export's order (parameters, buffers, constants, then inputs), so atoms, group
     # ids and member order do not depend on the tracer
-    order = {id(t): i for i, (_, t) in enumerate([*model.named_parameters(), *model.named_buffers()])}
+    order: dict[int, int] = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        order.setdefault(id(t), len(order))
     for ref, (_, tensor) in sorted(rec.attrs.items(), key=lambda kv: order.get(id(kv[1][1]), len(order))):
         _add_state(rec.names[ref], rec.meta[ref], tensor, graph, traced, by_id)
     for name, ref, _ in rec.inputs:
@@ -246,7 +273,7 @@ def _failing_node(program: torch.fx.GraphModule, exc: BaseException) -> tuple[st
 
 def check_devices(model: torch.nn.Module, inputs: ExampleInputs) -> None:
     """Inputs on another device than the model's state fail deep inside export: say so up front."""
-    state = {t.device for t in model.state_dict(keep_vars=True).values()}
+    state = {t.device for _, t in state_entries(model)}
     given = {t.device for t in inputs.tensors()}
     if len(state) == 1 and given and given != state:
         (want,) = state
@@ -435,7 +462,7 @@ def split_args(target: Any, args: Any, kwargs: Any, value_name: Any, concrete: A
                ) -> tuple[list[tuple[str, str]], dict[str, Any]]:
     """(ports, attrs) of one call: arguments that name an IR value (`value_name(arg)` is not None)
     become ports named by the schema, lists of them ports 'name.j'; the rest are attributes."""
-    schema = getattr(target, "_schema", None)
+    schema = _schema_arguments(target)
     inputs: list[tuple[str, str]] = []
     attrs: dict[str, Any] = {}
     if schema is None:
@@ -443,18 +470,37 @@ def split_args(target: Any, args: Any, kwargs: Any, value_name: Any, concrete: A
         for i, a in enumerate(flat):
             _classify(f"arg{i}", a, inputs, attrs, value_name, concrete)
         return inputs, attrs
-    positional = list(args)
-    for i, arg in enumerate(schema.arguments):
-        if i < len(positional):
-            value = positional[i]
-        elif arg.name in kwargs:
-            value = kwargs[arg.name]
-        elif arg.has_default_value():
-            value = arg.default_value
+    for i, (name, has_default, default) in enumerate(schema):
+        if i < len(args):
+            value = args[i]
+        elif name in kwargs:
+            value = kwargs[name]
+        elif has_default:
+            value = default
         else:
             continue
-        _classify(arg.name, value, inputs, attrs, value_name, concrete)
+        _classify(name, value, inputs, attrs, value_name, concrete)
     return inputs, attrs
+
+
+_SCHEMAS: dict[Any, tuple[tuple[str, bool, Any], ...] | None] = {}
+
+
+def _schema_arguments(target: Any) -> tuple[tuple[str, bool, Any], ...] | None:
+    """(name, has default, default) of each schema argument of an op overload, cached (reading a
+    schema builds new Python objects every time)."""
+    try:
+        return _SCHEMAS[target]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable target
+        return None
+    schema = getattr(target, "_schema", None)
+    args = None if schema is None else tuple(
+        (a.name, a.has_default_value(), a.default_value if a.has_default_value() else None)
+        for a in schema.arguments)
+    _SCHEMAS[target] = args
+    return args
 
 
 def _classify(name: str, value: Any, inputs: list[tuple[str, str]], attrs: dict[str, Any], value_name: Any,
