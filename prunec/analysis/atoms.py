@@ -51,6 +51,14 @@ class AtomTable:
             return np.arange(start, start + int(self.slot_size[slot_id]), dtype=np.int64)
         return start + np.asarray(indices, dtype=np.int64)
 
+    def atoms_of_slots(self, slot_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every atom of the given slots, in order, and the slot of each."""
+        slot_ids = np.asarray(slot_ids, dtype=np.int64)
+        sizes = self.slot_size[slot_ids]
+        slot_of = np.repeat(slot_ids, sizes)
+        within = np.arange(len(slot_of), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        return self.slot_start[slot_of] + within, slot_of
+
     def slot_of_atoms(self, atoms: np.ndarray) -> np.ndarray:
         """Slot id of each atom."""
         return np.searchsorted(self.slot_start, atoms, side="right") - 1

@@ -322,8 +322,7 @@ def analyse_couplings(graph: Graph, registry: RuleRegistry, *, strict: bool = Fa
     io_pins += [(atoms, reasons.id(text), IO) for atoms, text in extra_pins]
 
     avoid_atoms = avoid if avoid is not None else np.zeros(0, dtype=np.int64)
-    state_atoms = np.concatenate([table.atoms(s) for v in graph.state_values() for s in table.slots_of(v)]
-                                 or [np.zeros(0, dtype=np.int64)])
+    state_atoms, _ = table.atoms_of_slots([s for v in graph.state_values() for s in table.slots_of(v)])
     keys = [(i, c) for i, nf in enumerate(nodes) for c in range(len(nf.choices))]
     choice = {k: 0 for k in keys}
     iterations = 1

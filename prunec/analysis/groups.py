@@ -134,9 +134,7 @@ def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], lis
     state_slots = np.asarray([s for v in graph.state_values() for s in table.slots_of(v)], dtype=np.int64)
     if not len(state_slots):
         return [], []
-    sizes = table.slot_size[state_slots]
-    slot_of = np.repeat(state_slots, sizes)
-    atoms = table.slot_start[slot_of] + np.arange(len(slot_of), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    atoms, slot_of = table.atoms_of_slots(state_slots)
     comp = labels[atoms]
     pinned_params = _pinned_params(graph, result, atoms, slot_of, comp)
 

@@ -45,12 +45,20 @@ def component_roles(coupling: CouplingResult, roles: dict[str, np.ndarray]) -> d
 def classify(groups: Sequence[Group], coupling: CouplingResult, roles: dict[str, np.ndarray]
              ) -> list[Group]:
     """The groups with `kind` set from the roles of their channels."""
+    if not groups:
+        return []
     comp = component_roles(coupling, roles)
-    out = []
-    for g in groups:
-        kind = next((r for r in (HEADS, HEAD_DIM, HIDDEN) if comp[r][g.components].any()), MLP)
-        out.append(dataclasses.replace(g, kind=kind))
-    return out
+    sizes = np.asarray([len(g.components) for g in groups], dtype=np.int64)
+    starts = np.cumsum(sizes) - sizes
+    every = np.concatenate([g.components for g in groups])
+    kind = np.full(len(groups), MLP, dtype=object)
+    filled = sizes > 0  # reduceat needs strictly increasing starts
+    for role in (HIDDEN, HEAD_DIM, HEADS):  # the first role found wins, so set them last to first
+        hits = np.zeros(len(groups), dtype=bool)
+        if len(every):
+            hits[filled] = np.add.reduceat(comp[role][every].astype(np.int64), starts[filled]) > 0
+        kind[hits] = role
+    return [g if g.kind == k else dataclasses.replace(g, kind=k) for g, k in zip(groups, kind.tolist())]
 
 
 def check_kinds(kinds: Iterable[str] | str | None) -> tuple[str, ...] | None:

@@ -20,6 +20,7 @@ import torch.fx
 
 from prunec.errors import InputError, TraceError
 from prunec.frontends.autograd_calls import AutogradCall, add_region, record_autograd_calls, regions
+from prunec.frontends.model_index import ModelIndex
 from prunec.inputs import ExampleInputs
 from prunec.ir.graph import Graph, OpNode, Value, ValueKind
 
@@ -39,9 +40,10 @@ class TracedTorch:
 
 
 @contextlib.contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+def eval_mode(model: torch.nn.Module, index: ModelIndex | None = None) -> Iterator[None]:
     """Put every submodule in eval mode, then restore each one's own flag."""
-    flags = [(m, m.training) for m in model.modules()]
+    modules = [m for _, m in index.modules] if index is not None else list(model.modules())
+    flags = [(m, m.training) for m in modules]
     if any(flag for _, flag in flags):
         model.eval()
     try:
@@ -49,22 +51,6 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
     finally:
         for m, flag in flags:
             m.training = flag
-
-
-def state_entries(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
-    """`model.state_dict(keep_vars=True).items()`, without state_dict's per-module call overhead
-    when no module customizes what it saves (hooks or its own _save_to_state_dict)."""
-    base = torch.nn.Module._save_to_state_dict
-    out: list[tuple[str, torch.Tensor]] = []
-    for prefix, m in model.named_modules(remove_duplicate=False):
-        if (type(m)._save_to_state_dict is not base or m._state_dict_hooks
-                or getattr(m, "_state_dict_pre_hooks", None)):
-            return list(model.state_dict(keep_vars=True).items())
-        dot = prefix + "." if prefix else ""
-        out += [(dot + k, t) for k, t in m._parameters.items() if t is not None]
-        out += [(dot + k, t) for k, t in m._buffers.items()
-                if t is not None and k not in m._non_persistent_buffers_set]
-    return out
 
 
 _OP_KEYS: dict[Any, str] = {}
@@ -147,16 +133,17 @@ def trace(model: torch.nn.Module, inputs: ExampleInputs, *, tracer: str = "auto"
         raise InputError("example_inputs hold no tensor; pass at least one input tensor")
     if tracer not in TRACERS:
         raise InputError(f"tracer={tracer!r}; use one of {', '.join(TRACERS)}")
-    check_devices(model, inputs)
+    index = ModelIndex.of(model)
+    check_devices(model, inputs, index)
     if tracer != "export":
-        with eval_mode(model):
+        with eval_mode(model, index):
             try:
-                return _trace_recorded(model, inputs)
+                return _trace_recorded(model, inputs, index)
             except Exception as exc:  # noqa: BLE001 - any failure of the fast path falls back to export
                 if tracer == "record":
                     raise TraceError(f"recording {type(model).__name__} failed: {type(exc).__name__}: {exc}. "
                                      "Use tracer='export'.") from exc
-    with eval_mode(model), record_autograd_calls() as calls:
+    with eval_mode(model, index), record_autograd_calls() as calls:
         try:
             ep = _export(model, inputs)
         except Exception as exc:  # noqa: BLE001 - any failure of export is reported with its cause
@@ -165,10 +152,10 @@ def trace(model: torch.nn.Module, inputs: ExampleInputs, *, tracer: str = "auto"
     return _build(model, ep, inputs, calls)
 
 
-def _trace_recorded(model: torch.nn.Module, inputs: ExampleInputs) -> TracedTorch:
+def _trace_recorded(model: torch.nn.Module, inputs: ExampleInputs, index: ModelIndex) -> TracedTorch:
     from prunec.frontends.torch_record import NotRecordable, Ref, record, replays_exactly
 
-    program, eager_out = record(model, inputs)
+    program, eager_out = record(model, inputs, index=index)
     rec = program.recording
     if rec.suspicious and not replays_exactly(program, inputs, eager_out):
         raise NotRecordable("the recorded program does not reproduce the eager outputs (it saw "
@@ -176,12 +163,12 @@ def _trace_recorded(model: torch.nn.Module, inputs: ExampleInputs) -> TracedTorc
     graph = Graph()
     traced = TracedTorch(graph=graph, exported=program, inputs=inputs)  # type: ignore[arg-type]
     by_id: dict[int, list[str]] = {}
-    for name, t in state_entries(model):
+    for name, t in index.state:
         by_id.setdefault(id(t), []).append(name)
     # values in torch.export's order (parameters, buffers, constants, then inputs), so atoms, group
     # ids and member order do not depend on the tracer
     order: dict[int, int] = {}
-    for t in [*model.parameters(), *model.buffers()]:
+    for _, t in [*index.parameters, *index.buffers]:
         order.setdefault(id(t), len(order))
     for ref, (_, tensor) in sorted(rec.attrs.items(), key=lambda kv: order.get(id(kv[1][1]), len(order))):
         _add_state(rec.names[ref], rec.meta[ref], tensor, graph, traced, by_id)
@@ -271,9 +258,9 @@ def _failing_node(program: torch.fx.GraphModule, exc: BaseException) -> tuple[st
     return name, where
 
 
-def check_devices(model: torch.nn.Module, inputs: ExampleInputs) -> None:
+def check_devices(model: torch.nn.Module, inputs: ExampleInputs, index: ModelIndex | None = None) -> None:
     """Inputs on another device than the model's state fail deep inside export: say so up front."""
-    state = {t.device for _, t in state_entries(model)}
+    state = {t.device for _, t in (index or ModelIndex.of(model)).state}
     given = {t.device for t in inputs.tensors()}
     if len(state) == 1 and given and given != state:
         (want,) = state

@@ -32,6 +32,7 @@ import torch.fx
 from torch.utils import _pytree as pytree
 
 from prunec.frontends import leaf_memo
+from prunec.frontends.model_index import ModelIndex
 from prunec.inputs import ExampleInputs
 
 try:  # the one user-visible mode class the PreDispatch mode stack accepts (private torch API)
@@ -423,9 +424,9 @@ def _autocast_on() -> bool:
 
 
 @contextlib.contextmanager
-def _module_stack(model: torch.nn.Module) -> Iterator[list[tuple[str, str]]]:
+def _module_stack(index: ModelIndex) -> Iterator[list[tuple[str, str]]]:
     """The (path, class) of every model submodule whose forward is running, outermost first."""
-    paths = {id(m): name for name, m in model.named_modules() if name}
+    paths = {id(m): name for name, m in index.modules if name}
     classes: dict[type, str] = {}
     stack: list[tuple[str, str]] = []
     pushed: list[bool] = []
@@ -523,7 +524,8 @@ def _input_names(model: torch.nn.Module, inputs: ExampleInputs) -> list[str]:
     return names + list(inputs.kwargs)
 
 
-def record(model: torch.nn.Module, inputs: ExampleInputs, *, memo: bool = True) -> tuple[RecordedProgram, Any]:
+def record(model: torch.nn.Module, inputs: ExampleInputs, *, memo: bool = True,
+           index: ModelIndex | None = None) -> tuple[RecordedProgram, Any]:
     """Run `model` once on `inputs`, recording its ATen ops; returns the program and the outputs
     (None when the recording skipped some arithmetic, so the outputs hold no real values).
 
@@ -537,9 +539,10 @@ def record(model: torch.nn.Module, inputs: ExampleInputs, *, memo: bool = True) 
     """
     if _PreDispatchMode is None:
         raise NotRecordable("this torch has no pre-dispatch mode hook")
+    index = index or ModelIndex.of(model)
     if memo:
         try:
-            program, out, skipped = _record(model, inputs, memo=True)
+            program, out, skipped = _record(model, inputs, index, memo=True)
             if not skipped:
                 return program, out
             if not program.recording.suspicious:
@@ -548,18 +551,19 @@ def record(model: torch.nn.Module, inputs: ExampleInputs, *, memo: bool = True) 
             raise
         except Exception:  # noqa: BLE001 - skipped values may have caused it; the full run decides
             pass
-    program, out, _ = _record(model, inputs, memo=False)
+    program, out, _ = _record(model, inputs, index, memo=False)
     return program, out
 
 
-def _record(model: torch.nn.Module, inputs: ExampleInputs, *, memo: bool) -> tuple[RecordedProgram, Any, bool]:
+def _record(model: torch.nn.Module, inputs: ExampleInputs, index: ModelIndex | None = None, *,
+            memo: bool) -> tuple[RecordedProgram, Any, bool]:
     from torch._dispatch.python import enable_python_dispatcher
     from torch.utils.weak import WeakIdKeyDictionary
 
     rec = Recording(arg_names=_input_names(model, inputs))
     ref_of: Any = WeakIdKeyDictionary()
-    state = {id(t): n for n, t in model.named_parameters(remove_duplicate=True)}
-    state.update({id(t): n for n, t in model.named_buffers(remove_duplicate=True)})
+    index = index or ModelIndex.of(model)
+    state = {id(t): n for n, t in [*index.parameters, *index.buffers]}
 
     leaves, rec.in_spec = pytree.tree_flatten((tuple(inputs.args), dict(inputs.kwargs)))
     top = list(inputs.args) + list(inputs.kwargs.values())
@@ -596,12 +600,12 @@ def _record(model: torch.nn.Module, inputs: ExampleInputs, *, memo: bool) -> tup
         stack.enter_context(_mha_fastpath_off())
         stack.enter_context(_refuse_user_autograd_functions())
         stack.enter_context(_refuse_data_escapes())
-        modules = stack.enter_context(_module_stack(model))
+        modules = stack.enter_context(_module_stack(index))
         stack.enter_context(enable_python_dispatcher())
         recorder = _Recorder(rec, ref_of, attr_ref, modules, memo=memo)
         stack.enter_context(recorder)
         if memo:
-            stack.enter_context(_memoized_leaves(model, recorder))
+            stack.enter_context(_memoized_leaves(index, recorder))
         out = inputs.call(model)
 
     out_leaves, rec.out_spec = pytree.tree_flatten(out)
@@ -610,12 +614,12 @@ def _record(model: torch.nn.Module, inputs: ExampleInputs, *, memo: bool) -> tup
 
 
 @contextlib.contextmanager
-def _memoized_leaves(model: torch.nn.Module, recorder: _Recorder) -> Iterator[None]:
-    """Route the forward of every torch.nn leaf module of `model` through the recorder's memo (an
+def _memoized_leaves(index: ModelIndex, recorder: _Recorder) -> Iterator[None]:
+    """Route the forward of every torch.nn leaf module of the model through the recorder's memo (an
     instance attribute shadowing the class's forward, removed on exit)."""
     patched = []
     try:
-        for module in model.modules():
+        for _, module in index.modules:
             if leaf_memo.memoizable(module):
                 original = module.forward
 
