@@ -43,27 +43,32 @@ class Pinned:
 
 @dataclass
 class _Compiled:
-    """Facts of one rule answer (or one alternative), as atom arrays."""
+    """Facts of one rule answer (or one alternative), as atoms and slot ids. Fields a node does not
+    use stay shared empty tuples: analysing a large graph makes millions of these objects, and the
+    cycle collector walks every container among them."""
 
-    edges: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    edges: list[tuple[np.ndarray, np.ndarray]] | tuple = ()
     """Atom pairs of couplings with an index map."""
-    ident: list[tuple[int, int, int]] = field(default_factory=list)
-    """Identity couplings as (slot a, slot b, count): atom ranges expanded in bulk by _solve."""
-    pins: list[tuple[np.ndarray, int, int]] = field(default_factory=list)  # atoms, reason id, priority
-    reductions: list[tuple[np.ndarray, int]] = field(default_factory=list)
-    mentioned: set[int] = field(default_factory=set)
-    local_couplings: list[tuple[int, int, ChannelMap]] = field(default_factory=list)
-    """(slot a, slot b, map) of every coupling the answer stated (Couplings made on demand)."""
+    ident: list[int] | tuple = ()
+    """Identity couplings, flat: slot a, slot b, count, slot a, ... (atom ranges expanded in bulk
+    by _solve)."""
+    pins: list[tuple[np.ndarray, int, int]] | tuple = ()  # atoms, reason id, priority
+    reductions: list[tuple[np.ndarray, int]] | tuple = ()
+    mentioned: set[int] | frozenset = frozenset()
+    local_couplings: list[object] | tuple = ()
+    """Flat (slot a, slot b, map) of every coupling the answer stated (Couplings made on demand)."""
 
     def couplings(self, table: AtomTable) -> list[Coupling]:
         """The couplings this answer stated, between named slots."""
-        value, axis = table.slot_value, table.slot_axis
-        return [Coupling(Slot(value[a], axis[a]), Slot(value[b], axis[b]), m) for a, b, m in self.local_couplings]
+        value, axis, flat = table.slot_value, table.slot_axis, self.local_couplings
+        return [Coupling(Slot(value[a], axis[a]), Slot(value[b], axis[b]), m)  # type: ignore[index,arg-type]
+                for a, b, m in zip(flat[0::3], flat[1::3], flat[2::3])]
 
     def edge_arrays(self, table: AtomTable) -> list[tuple[np.ndarray, np.ndarray]]:
         """Every coupled atom pair, identity ranges included."""
         out = list(self.edges)
-        for sa, sb, n in self.ident:
+        flat = self.ident
+        for sa, sb, n in zip(flat[0::3], flat[1::3], flat[2::3]):
             a0, b0 = int(table.slot_start[sa]), int(table.slot_start[sb])
             out.append((np.arange(a0, a0 + n, dtype=np.int64), np.arange(b0, b0 + n, dtype=np.int64)))
         return out
@@ -194,18 +199,29 @@ def _materialize(rel: _Relative, slots: list[int], table: AtomTable, reasons: _R
     """A node-local answer as atoms of this node's slots."""
     out = _Compiled()
     start = table.slot_start
+    ident: list[int] = []
+    edges: list[tuple[np.ndarray, np.ndarray]] = []
     for la, lb, n, ia, ib in rel.edges:
         sa, sb = slots[la], slots[lb]
         if ia is None:
-            out.ident.append((sa, sb, n))
+            ident += (sa, sb, n)
         else:
-            out.edges.append((int(start[sa]) + ia, int(start[sb]) + ib))  # type: ignore[operator]
-    for la, idx, reason in rel.pins:
-        out.pins.append((table.atoms(slots[la], idx), reasons.id(f"{reason} (at '{node.name}')"), RULE))
-    for la, reason in rel.reductions:
-        out.reductions.append((table.atoms(slots[la]), reasons.id(f"{reason} (at '{node.name}')")))
+            edges.append((int(start[sa]) + ia, int(start[sb]) + ib))  # type: ignore[operator]
+    if ident:
+        out.ident = ident
+    if edges:
+        out.edges = edges
+    if rel.pins:
+        out.pins = [(table.atoms(slots[la], idx), reasons.id(f"{reason} (at '{node.name}')"), RULE)
+                    for la, idx, reason in rel.pins]
+    if rel.reductions:
+        out.reductions = [(table.atoms(slots[la]), reasons.id(f"{reason} (at '{node.name}')"))
+                          for la, reason in rel.reductions]
     out.mentioned = {slots[la] for la in rel.mentioned}
-    out.local_couplings = [(slots[la], slots[lb], m) for la, lb, m in rel.couplings]
+    couplings: list[object] = []
+    for la, lb, m in rel.couplings:
+        couplings += (slots[la], slots[lb], m)
+    out.local_couplings = couplings
     return out
 
 
@@ -394,7 +410,7 @@ def _solve(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int] | None, t
     eb: list[np.ndarray] = []
     pins: list[tuple[np.ndarray, int, int]] = list(io_pins)
     reds: list[tuple[np.ndarray, int]] = []
-    ident: list[tuple[int, int, int]] = []
+    ident: list[int] = []
     for i, nf in enumerate(nodes):
         if choice is None:
             parts = [nf.static]
@@ -422,7 +438,7 @@ def _solve(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int] | None, t
             pins.append((table.atoms(sid), rid, prio))
     n = table.total
     if ident:  # aligned ranges: atom a0+k ~ b0+k for k < count, expanded in one go
-        sa, sb, count = np.asarray(ident, dtype=np.int64).T
+        sa, sb, count = np.asarray(ident, dtype=np.int64).reshape(-1, 3).T
         offset = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
         ea.append(np.repeat(table.slot_start[sa], count) + offset)
         eb.append(np.repeat(table.slot_start[sb], count) + offset)

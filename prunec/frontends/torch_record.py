@@ -206,6 +206,8 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
         self.tainted: set[int] = set()
         self.skipped = False
         self.input_refs = {r for _, r, _ in rec.inputs if r is not None}
+        self._state_refs: dict[tuple[int, str], tuple[torch.Tensor, int]] = {}
+        """(module id, state name) -> (the tensor, its ref), for template hits."""
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -296,33 +298,13 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
         computed."""
         rec = self.rec
         new: list[int] = []
-
-        def state(name: str) -> torch.Tensor:
-            return module._parameters[name] if name in module._parameters else module._buffers[name]  # type: ignore[return-value]
-
-        def resolve(slot: leaf_memo.Slot) -> int:
-            if slot.kind == "new":
-                return new[slot.index]  # type: ignore[index]
-            if slot.kind == "in":
-                return in_refs[slot.index]  # type: ignore[index,return-value]
-            t = state(slot.index)  # type: ignore[arg-type]
-            ref = self.ref_of.get(t)
-            return ref if ref is not None else self.attr_ref(t)
-
-        def fill(a: Any) -> Any:
-            if type(a) is leaf_memo.Slot:
-                return Ref(resolve(a))
-            if isinstance(a, (list, tuple)):
-                return type(a)(fill(x) for x in a)
-            return a
-
         modules = tuple(self.modules)
         for c in template.calls:
             for j in c.written_inputs:
                 if in_refs[j] in rec.attrs or in_refs[j] in self.input_refs:
                     raise NotRecordable(f"{c.target} writes into a model input or state tensor")
-            args = fill(c.args)
-            kwargs = {k: fill(v) for k, v in c.kwargs.items()} if c.kwargs else {}
+            args = self._fill(c.args, module, in_refs, new)
+            kwargs = {k: self._fill(v, module, in_refs, new) for k, v in c.kwargs.items()} if c.kwargs else {}
             name = self.namespace.create_name(c.base_name, None)
             outs: list[int | None] = []
             for k in c.outs:
@@ -344,16 +326,41 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
             if leaf.same_as_input is not None:
                 t = leaves[leaf.same_as_input]
             elif leaf.slot.kind == "attr":
-                t = state(leaf.slot.index)  # type: ignore[arg-type]
+                t = _state_tensor(module, leaf.slot.index)  # type: ignore[arg-type]
             else:
                 with _off_record():
                     t = torch.empty_strided(leaf.size, leaf.stride, dtype=leaf.dtype, device=leaf.device)
-            self.ref_of[t] = resolve(leaf.slot)
+            self.ref_of[t] = self._resolve(leaf.slot, module, in_refs, new)
             out.append(t)
         for j, slot in template.rebinds:
-            self.ref_of[leaves[j]] = resolve(slot)
+            self.ref_of[leaves[j]] = self._resolve(slot, module, in_refs, new)
         self.skipped = True
         return pytree.tree_unflatten(out, template.out_spec)
+
+    def _resolve(self, slot: leaf_memo.Slot, module: torch.nn.Module, in_refs: list[int | None],
+                 new: list[int]) -> int:
+        """The ref a template slot stands for in this call."""
+        if slot.kind == "new":
+            return new[slot.index]  # type: ignore[index]
+        if slot.kind == "in":
+            return in_refs[slot.index]  # type: ignore[index,return-value]
+        t = _state_tensor(module, slot.index)  # type: ignore[arg-type]
+        cached = self._state_refs.get((id(module), slot.index))
+        if cached is not None and cached[0] is t:
+            return cached[1]
+        ref = self.ref_of.get(t)
+        if ref is None:
+            ref = self.attr_ref(t)
+        self._state_refs[(id(module), slot.index)] = (t, ref)  # type: ignore[index]
+        return ref
+
+    def _fill(self, a: Any, module: torch.nn.Module, in_refs: list[int | None], new: list[int]) -> Any:
+        """A template argument with its slots replaced by Refs."""
+        if type(a) is leaf_memo.Slot:
+            return Ref(self._resolve(a, module, in_refs, new))
+        if isinstance(a, (list, tuple)):
+            return type(a)(self._fill(x, module, in_refs, new) for x in a)
+        return a
 
     def _new_ref(self, t: torch.Tensor, name: str) -> int:
         ref = len(self.rec.meta)
@@ -388,6 +395,10 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
 
 
 _UNSEEN = object()
+
+
+def _state_tensor(module: torch.nn.Module, name: str) -> torch.Tensor:
+    return module._parameters[name] if name in module._parameters else module._buffers[name]  # type: ignore[return-value]
 _DYNAMIC = getattr(torch.Tag, "dynamic_output_shape", None)
 
 
