@@ -64,19 +64,22 @@ _SCALARS = frozenset({type(None), bool, int, float, str})
 
 def key(module: torch.nn.Module, leaves: list[Any]) -> tuple[Any, ...]:
     """The memo key of calling `module` with these flattened arguments (raises Unkeyable)."""
-    attrs = tuple((k, v if type(v) in _SCALARS else _frozen(v))
-                  for k, v in module.__dict__.items() if k not in _INTERNAL)
-    state = tuple((k, None if t is None else _tensor_key(t))
-                  for store in (module._parameters, module._buffers) for k, t in store.items())
-    seen: dict[int, int] = {}
-    args = []
-    for i, leaf in enumerate(leaves):
-        if isinstance(leaf, torch.Tensor):
-            # which earlier argument is the same tensor object (aliasing can change in-place effects)
-            args.append((_tensor_key(leaf), seen.setdefault(id(leaf), i)))
-        else:
-            args.append(_frozen(leaf))
-    return (type(module), attrs, state, tuple(args))
+    attrs = [(k, v if type(v) in _SCALARS else _frozen(v)) for k, v in module.__dict__.items() if k not in _INTERNAL]
+    state = [(k, None if t is None else _tensor_key(t)) for k, t in module._parameters.items()]
+    if module._buffers:
+        state += [(k, None if t is None else _tensor_key(t)) for k, t in module._buffers.items()]
+    if len(leaves) == 1 and type(leaves[0]) is torch.Tensor:
+        args: list[Any] = [(_tensor_key(leaves[0]), 0)]
+    else:
+        seen: dict[int, int] = {}
+        args = []
+        for i, leaf in enumerate(leaves):
+            if isinstance(leaf, torch.Tensor):
+                # which earlier argument is the same tensor object (aliasing can change in-place effects)
+                args.append((_tensor_key(leaf), seen.setdefault(id(leaf), i)))
+            else:
+                args.append(_frozen(leaf))
+    return (type(module), tuple(attrs), tuple(state), tuple(args))
 
 
 @dataclass(frozen=True)

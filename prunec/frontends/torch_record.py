@@ -45,11 +45,23 @@ class NotRecordable(Exception):
     """The model cannot be recorded faithfully; trace it with torch.export instead."""
 
 
-@dataclass(frozen=True)
 class Ref:
-    """A tensor in a recorded call's arguments: the value it is (by number)."""
+    """A tensor in a recorded call's arguments: the value it is (by number). A plain slotted class:
+    a recording makes one per tensor argument."""
 
-    id: int
+    __slots__ = ("id",)
+
+    def __init__(self, id: int) -> None:  # noqa: A002 - the value's number
+        self.id = id
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Ref and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash((Ref, self.id))
+
+    def __repr__(self) -> str:
+        return f"Ref(id={self.id})"
 
 
 @dataclass
@@ -328,14 +340,14 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
             elif leaf.slot.kind == "attr":
                 t = _state_tensor(module, leaf.slot.index)  # type: ignore[arg-type]
             else:
-                with _off_record():
+                with torch._C._ExcludeDispatchKeyGuard(_PRE_DISPATCH):  # off the record
                     t = torch.empty_strided(leaf.size, leaf.stride, dtype=leaf.dtype, device=leaf.device)
             self.ref_of[t] = self._resolve(leaf.slot, module, in_refs, new)
             out.append(t)
         for j, slot in template.rebinds:
             self.ref_of[leaves[j]] = self._resolve(slot, module, in_refs, new)
         self.skipped = True
-        return pytree.tree_unflatten(out, template.out_spec)
+        return out[0] if template.out_spec.is_leaf() else pytree.tree_unflatten(out, template.out_spec)
 
     def _resolve(self, slot: leaf_memo.Slot, module: torch.nn.Module, in_refs: list[int | None],
                  new: list[int]) -> int:
@@ -413,9 +425,8 @@ def _size_from_values(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     return True
 
 
-def _off_record() -> Any:
-    """Run ops without the recorder seeing them (it sits on the PreDispatch key)."""
-    return torch._C._ExcludeDispatchKeyGuard(torch._C.DispatchKeySet(torch._C.DispatchKey.PreDispatch))
+_PRE_DISPATCH = torch._C.DispatchKeySet(torch._C.DispatchKey.PreDispatch)
+"""The recorder's dispatch key: excluding it runs ops off the record."""
 
 
 def _inert(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
