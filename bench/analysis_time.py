@@ -7,7 +7,9 @@ For each model, in a fresh subprocess per tool (so peak memory is that tool's ow
 - prunec: `prunec.analyze(model, x)` (default tracer: one recorded eager forward), and with
   tracer='export' (torch.export) for reference;
 - Torch-Pruning: `DependencyGraph().build_dependency(model, example_inputs=x)` when `torch_pruning`
-  is installed (it is never a prunec dependency).
+  is installed (it is never a prunec dependency), and that plus `list(dg.get_all_groups())`
+  ('torch_pruning+groups'): prunec's analysis also partitions the parameters into groups, which
+  Torch-Pruning does only in get_all_groups.
 Time is CPU time of the process (steadier than wall time on a shared machine; one torch thread, so
 the two agree on an idle one), the best of `--repeat` runs after one warm-up on the same model;
 µs/node divides it by the number of ops in prunec's IR of that model (the same denominator for
@@ -53,6 +55,10 @@ def runner(tool: str) -> Any:
         import torch_pruning as tp
 
         return lambda m, x: tp.DependencyGraph().build_dependency(m, example_inputs=x)
+    if tool == "torch_pruning+groups":
+        import torch_pruning as tp
+
+        return lambda m, x: list(tp.DependencyGraph().build_dependency(m, example_inputs=x).get_all_groups())
     import prunec
 
     tracer = "export" if tool == "prunec-export" else "auto"
@@ -119,7 +125,7 @@ def main() -> None:
     try:
         import torch_pruning  # noqa: F401
 
-        tools = ["prunec", "prunec-export", "torch_pruning"]
+        tools = ["prunec", "prunec-export", "torch_pruning", "torch_pruning+groups"]
     except ImportError:
         tools = ["prunec", "prunec-export"]
     rows: dict[tuple[str, str], dict[str, Any]] = {}
@@ -152,11 +158,12 @@ def main() -> None:
             )
         print(f"| {name} | {nodes} | " + " | ".join(cells) + " |")
     if "torch_pruning" in tools:
-        print("\nprunec / Torch-Pruning time ratio (below 1: prunec is faster):")
+        print("\nprunec time / Torch-Pruning time (below 1: prunec is faster):")
         for name in names:
-            a, b = rows.get((name, "prunec")), rows.get((name, "torch_pruning"))
+            a, b, c = (rows.get((name, t)) for t in ("prunec", "torch_pruning", "torch_pruning+groups"))
             if a and b:
-                print(f"  {name}: {a['seconds'] / b['seconds']:.2f}")
+                vs_groups = f", vs graph + groups {a['seconds'] / c['seconds']:.2f}" if c else ""
+                print(f"  {name}: vs build_dependency {a['seconds'] / b['seconds']:.2f}{vs_groups}")
 
 
 if __name__ == "__main__":
