@@ -235,9 +235,9 @@ def _signature(node: OpNode, ins: list[tuple[str, Value]], outs: list[Value], de
     """What a built-in rule can see of `node` (op, attributes, tensor sizes, which inputs are
     parameters, which tensors are the same value), or None when some attribute is unhashable."""
     names: dict[str, int] = {}
-    sig = (node.op, tuple((k, _frozen(v)) for k, v in node.attrs.items()),
-           tuple((port, v.shape, v.name in derived, names.setdefault(v.name, len(names))) for port, v in ins),
-           tuple((v.shape, names.setdefault(v.name, len(names))) for v in outs))
+    sig = (node.op, tuple([(k, _frozen(v)) for k, v in node.attrs.items()]),
+           tuple([(port, v.shape, v.name in derived, names.setdefault(v.name, len(names))) for port, v in ins]),
+           tuple([(v.shape, names.setdefault(v.name, len(names))) for v in outs]))
     try:
         hash(sig)
     except TypeError:

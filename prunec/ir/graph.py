@@ -93,6 +93,9 @@ class Graph:
         self._values: dict[str, Value] = {}
         self._op_by_name: dict[str, OpNode] = {}
         self._inputs: dict[str, list[tuple[str, str]]] = {}
+        self._input_values: dict[str, list[tuple[str, Value]]] = {}
+        self._output_values: dict[str, list[Value]] = {}
+        self._state: list[Value] = []
         self._outputs: dict[str, list[str]] = {}
         self._producer: dict[str, str] = {}
         self._consumers: dict[str, list[tuple[str, str]]] = {}
@@ -105,6 +108,8 @@ class Graph:
         if value.name in self._values:
             raise IRError(f"value {value.name!r} is defined twice; frontends must name values uniquely")
         self._values[value.name] = value
+        if value.is_state:
+            self._state.append(value)
         self._consumers[value.name] = []
         self._g = None
         return value
@@ -128,6 +133,8 @@ class Graph:
         self._op_by_name[op.name] = op
         self._inputs[op.name] = list(inputs)
         self._outputs[op.name] = list(outputs)
+        self._input_values[op.name] = [(port, self._values[v]) for port, v in inputs]
+        self._output_values[op.name] = [self._values[v] for v in outputs]
         for port, vname in inputs:
             self._consumers[vname].append((op.name, port))
         for vname in outputs:
@@ -164,11 +171,11 @@ class Graph:
 
     def inputs(self, op: OpNode) -> list[tuple[str, Value]]:
         """The op's tensor inputs as (port, value), in argument order."""
-        return [(port, self._values[v]) for port, v in self._inputs[op.name]]
+        return list(self._input_values[op.name])
 
     def outputs(self, op: OpNode) -> list[Value]:
         """The op's output values, in order."""
-        return [self._values[v] for v in self._outputs[op.name]]
+        return list(self._output_values[op.name])
 
     def producer(self, value: Value | str) -> OpNode | None:
         """The op that defines `value`, or None for inputs, parameters and constants."""
@@ -183,7 +190,7 @@ class Graph:
 
     def state_values(self) -> list[Value]:
         """Parameters and persistent buffers, in definition order."""
-        return [v for v in self._values.values() if v.is_state]
+        return list(self._state)
 
     def __len__(self) -> int:
         return len(self._ops)
