@@ -38,6 +38,43 @@ class Unkeyable(Exception):
     """The call cannot be keyed: record it op by op."""
 
 
+_HEAVY = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose1d,
+          torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)
+META_CAPTURE_MACS = 20_000_000
+"""A first call of a Linear or Conv with more multiply-adds than this is recorded on meta twins:
+running it on the meta device (a few hundred microseconds of shape functions) costs less than the
+arithmetic."""
+
+
+_POOLS = (torch.nn.MaxPool1d, torch.nn.MaxPool2d, torch.nn.MaxPool3d)
+META_CAPTURE_POOL_ELEMENTS = 50_000
+"""Max pooling is slow on CPU (milliseconds for a 64x112x112 input) and its meta run takes tens of
+microseconds: a first call on at least this many input elements is recorded on a meta twin."""
+
+
+def worth_meta(module: torch.nn.Module, leaves: list[Any]) -> bool:
+    """Whether to record this first call on meta twins instead of computing it (Linear, Conv and
+    max pooling, whose one output is a new tensor)."""
+    if len(leaves) != 1 or type(leaves[0]) is not torch.Tensor:
+        return False
+    x = leaves[0]
+    if x.device.type == "meta" or not x.dtype.is_floating_point:
+        return False
+    if type(module) in _POOLS:
+        return not module.return_indices and x.numel() >= META_CAPTURE_POOL_ELEMENTS
+    if type(module) not in _HEAVY:
+        return False
+    w = module.weight
+    if w.device.type == "meta":
+        return False
+    fan_in = getattr(module, "in_features", None) or getattr(module, "in_channels", 1)
+    stride = 1
+    if not getattr(module, "transposed", False):
+        for s in getattr(module, "stride", (1,)):
+            stride *= s
+    return x.numel() * w.numel() / max(fan_in * stride, 1) >= META_CAPTURE_MACS
+
+
 def memoizable(module: torch.nn.Module) -> bool:
     """A leaf module of torch.nn itself (its forward is torch's own code) that has no forward of its own
     set on the instance."""
@@ -136,7 +173,8 @@ class Template:
 
 def build_template(calls: list[Any], meta: dict[int, tuple[tuple[int, ...], torch.dtype]],
                    in_refs: list[int | None], attr_refs: dict[int, str], after_refs: list[int | None],
-                   leaves: list[Any], out: Any, ref_of: Any, base_name: Any) -> Template:
+                   leaves: list[Any], out: Any, ref_of: Any, base_name: Any,
+                   device: torch.device | None = None) -> Template:
     """The template of one recorded call (raises Unkeyable when the call is not self-contained or
     its values could matter)."""
     new: dict[int, int] = {}
@@ -197,7 +235,7 @@ def build_template(calls: list[Any], meta: dict[int, tuple[tuple[int, ...], torc
             if ref is None:
                 raise Unkeyable("an output was made outside any recorded op")
             out_leaves.append(OutLeaf(slot(ref), ids.get(id(leaf)), tuple(leaf.shape), leaf.stride(), leaf.dtype,
-                                      leaf.device))
+                                      device or leaf.device))
         elif isinstance(leaf, _PLAIN) and not isinstance(leaf, enum.Enum):
             out_leaves.append(OutLeaf(None, None, value=leaf))
         else:

@@ -218,6 +218,8 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
         self.tainted: set[int] = set()
         self.skipped = False
         self.input_refs = {r for _, r, _ in rec.inputs if r is not None}
+        self._meta_state: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        """id of a meta twin -> (the twin, the real state tensor), during a meta run."""
         self._state_refs: dict[tuple[int, str], tuple[torch.Tensor, int]] = {}
         """(module id, state name) -> (the tensor, its ref), for template hits."""
 
@@ -286,8 +288,13 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
     def _capture(self, key: Any, module: torch.nn.Module, original: Any, args: tuple[Any, ...],
                  kwargs: dict[str, Any], leaves: list[Any], in_refs: list[int | None]) -> Any:
         first, suspicious = len(self.rec.calls), len(self.rec.suspicious)
-        out = original(*args, **kwargs)
-        after = [self.ref_of.get(x) if isinstance(x, torch.Tensor) else None for x in leaves]
+        device = None
+        if leaf_memo.worth_meta(module, leaves):
+            device = leaves[0].device
+            out, seen = self._run_on_meta(module, original, leaves[0])
+        else:
+            out, seen = original(*args, **kwargs), leaves
+        after = [self.ref_of.get(x) if isinstance(x, torch.Tensor) else None for x in seen]
         attr_refs: dict[int, str] = {}
         for store in (module._parameters, module._buffers):
             for name, t in store.items():
@@ -298,11 +305,48 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
             if len(self.rec.suspicious) != suspicious:
                 raise leaf_memo.Unkeyable("random ops or constants")
             self.templates[key] = leaf_memo.build_template(
-                self.rec.calls[first:], self.rec.meta, in_refs, attr_refs, after, leaves, out, self.ref_of,
-                lambda f: self._to_str(f.overloadpacket.__name__))
+                self.rec.calls[first:], self.rec.meta, in_refs, attr_refs, after, seen, out, self.ref_of,
+                lambda f: self._to_str(f.overloadpacket.__name__), device)
         except leaf_memo.Unkeyable:
             self.templates[key] = None
-        return out
+        if device is None:
+            return out
+        # the meta run's values were never computed: hand on real-device tensors of the same layout
+        for call in self.rec.calls[first:]:
+            self.tainted.update(r for r in call.outs if r is not None)
+        self.skipped = True
+        with torch._C._ExcludeDispatchKeyGuard(_PRE_DISPATCH):  # off the record
+            real = torch.empty_strided(out.shape, out.stride(), dtype=out.dtype, device=device)
+        self.ref_of[real] = self.ref_of[out]
+        return real
+
+    def _run_on_meta(self, module: torch.nn.Module, original: Any, x: torch.Tensor) -> tuple[Any, list[Any]]:
+        """Run a Linear/Conv forward on meta twins of its input and state; the recorder sees the
+        twins as the real tensors (same refs, state registered under its own names on first use)."""
+        with torch._C._ExcludeDispatchKeyGuard(_PRE_DISPATCH):  # off the record
+            twin = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta")
+        self.ref_of[twin] = self.ref_of[x]
+        swapped: list[tuple[dict[str, Any], str, torch.Tensor]] = []
+        try:
+            for store in (module._parameters, module._buffers):
+                for name, t in list(store.items()):
+                    if t is None:
+                        continue
+                    with torch._C._ExcludeDispatchKeyGuard(_PRE_DISPATCH):
+                        t_twin = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
+                    if isinstance(t, torch.nn.Parameter):
+                        t_twin = torch.nn.Parameter(t_twin, requires_grad=t.requires_grad)
+                    self._meta_state[id(t_twin)] = (t_twin, t)
+                    swapped.append((store, name, t))
+                    store[name] = t_twin
+            out = original(twin)
+        finally:
+            for store, name, t in swapped:
+                self._meta_state.pop(id(store[name]), None)
+                store[name] = t
+        if type(out) is not torch.Tensor or out.device.type != "meta":
+            raise _NeedsValues("a meta run returned something else than one meta tensor")
+        return out, [twin]
 
     def _instantiate(self, template: leaf_memo.Template, module: torch.nn.Module, leaves: list[Any],
                      in_refs: list[int | None]) -> Any:
@@ -387,7 +431,17 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
         """
         if isinstance(a, torch.Tensor):
             ref = self.ref_of.get(a)
-            return Ref(ref if ref is not None else self.attr_ref(a))
+            if ref is None:
+                twin = self._meta_state.get(id(a))
+                if twin is not None and twin[0] is a:  # a meta twin of a module's state tensor
+                    real = twin[1]
+                    ref = self.ref_of.get(real)
+                    if ref is None:
+                        ref = self.attr_ref(real)
+                    self.ref_of[a] = ref
+                else:
+                    ref = self.attr_ref(a)
+            return Ref(ref)
         if isinstance(a, (list, tuple)):
             return type(a)(self._ref(x) for x in a)
         return a
@@ -430,12 +484,15 @@ _PRE_DISPATCH = torch._C.DispatchKeySet(torch._C.DispatchKey.PreDispatch)
 
 
 def _inert(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """A random op switched off by its `train` argument (dropout in eval mode) is deterministic."""
+    """A random op switched off by its arguments is deterministic: dropout with train=False
+    (eval mode), rrelu with training=False, attention with dropout_p=0."""
     names = [a.name for a in func._schema.arguments]
-    if "train" not in names:
-        return False
     given = dict(zip(names, args)) | kwargs
-    return given.get("train") is False
+    if "train" in names or "training" in names:
+        return given.get("train", given.get("training")) is False
+    if "dropout_p" in names:
+        return given.get("dropout_p", 0.0) == 0.0
+    return False
 
 
 def _autocast_on() -> bool:

@@ -191,9 +191,59 @@ tv = pytest.importorskip("torchvision")
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "densenet121", "shufflenet_v2_x0_5",
                                   "regnet_x_400mf", "efficientnet_b0", "convnext_tiny"])
-def test_memoized_recording_equals_the_op_by_op_one_on_torchvision_models(name):
+@pytest.mark.parametrize("meta_threshold", [None, 0])
+def test_memoized_recording_equals_the_op_by_op_one_on_torchvision_models(name, meta_threshold, monkeypatch):
+    """Default settings, and every Linear/Conv first call on meta twins."""
+    from prunec.frontends import leaf_memo
+
+    if meta_threshold is not None:
+        monkeypatch.setattr(leaf_memo, "META_CAPTURE_MACS", meta_threshold)
+        monkeypatch.setattr(leaf_memo, "META_CAPTURE_POOL_ELEMENTS", meta_threshold)
     torch.manual_seed(0)
     model = tv.models.get_model(name, weights=None)
     memo, plain = _both(model, ExampleInputs((torch.randn(1, 3, 64, 64),)))
     _assert_same(memo, plain)
     assert memo[2] is True
+
+
+@pytest.fixture
+def meta_for_every_linear_and_conv(monkeypatch):
+    """Record the first call of every Linear/Conv on meta twins, however small."""
+    from prunec.frontends import leaf_memo
+
+    monkeypatch.setattr(leaf_memo, "META_CAPTURE_MACS", 0)
+    monkeypatch.setattr(leaf_memo, "META_CAPTURE_POOL_ELEMENTS", 0)
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_first_calls_on_meta_twins_record_the_same_program(name, meta_for_every_linear_and_conv):
+    """Linear/Conv first calls run on meta twins (their state registered under its own names, in
+    first-use order): the recording is the op-by-op one, on every zoo model."""
+    entry = ZOO[name]
+    memo, plain = _both(entry.build(), ExampleInputs.from_user(entry.example_inputs()))
+    _assert_same(memo, plain)
+    assert [ref for ref, _ in sorted(memo[0].recording.attrs.items())] == \
+        [ref for ref, _ in sorted(plain[0].recording.attrs.items())]
+    real = {id(t) for _, t in entry.build().state_dict(keep_vars=True).items()}
+    assert all(t.device.type != "meta" for _, t in memo[0].recording.attrs.values())
+    assert real  # the recording refers to the model's own tensors, never to meta twins
+
+
+def test_meta_first_calls_skip_the_arithmetic_and_keep_the_model(meta_for_every_linear_and_conv):
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.MaxPool2d(1), nn.Conv2d(8, 8, 3, groups=2),
+                          nn.Flatten(), nn.Linear(8 * 4 * 4, 5)).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(2, 3, 8, 8)
+    memo, plain = _both(model, ExampleInputs((x,)))
+    _assert_same(memo, plain)
+    assert memo[2] is True
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    rec = memo[0].recording
+    assert {t: tensor for t, tensor in rec.attrs.values()}["0.weight"] is model[0].weight
+    assert torch.ops.aten.max_pool2d.default in [c.target for c in rec.calls]
+    fast, exported = prunec.analyze(model, x), prunec.analyze(model, x, tracer="export")
+    assert [(g.channel_count, g.members) for g in fast.groups] == [(g.channel_count, g.members) for g in exported.groups]
+    # each conv's 8 filters, paired across its 2 conv groups: 4 channels each; the head is pinned
+    assert [g.channel_count for g in fast.groups] == [4, 4]
+    assert [m.indices for m in fast.groups[1].members[:2]] == [tuple(range(8))] * 2
