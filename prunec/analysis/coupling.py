@@ -96,6 +96,8 @@ class _NodeFacts:
     choices: list[tuple[list[_Compiled], tuple[str, ...]]]
     declined: str | None = None
     entry: RuleEntry | None = None
+    auto_pins: list[tuple[np.ndarray, int, int]] | None = None
+    """For a node without alternatives: the pins of the axes its answer does not mention."""
 
 
 @dataclass
@@ -412,6 +414,18 @@ def _solve(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int] | None, t
     reds: list[tuple[np.ndarray, int]] = []
     ident: list[int] = []
     for i, nf in enumerate(nodes):
+        if not nf.choices:  # the common case: the same facts in every configuration
+            p = nf.static
+            if p.edges:
+                ea += [a for a, _ in p.edges]
+                eb += [b for _, b in p.edges]
+            ident += p.ident
+            pins += p.pins
+            reds += p.reductions
+            if nf.auto_pins is None:
+                nf.auto_pins = _unmentioned_pins(nf, p.mentioned, table, reasons)
+            pins += nf.auto_pins
+            continue
         if choice is None:
             parts = [nf.static]
         else:
@@ -427,15 +441,7 @@ def _solve(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int] | None, t
             pins += p.pins
             reds += p.reductions
             mentioned |= p.mentioned
-        for sid in nf.slots:
-            if sid in mentioned:
-                continue
-            if nf.declined is not None:
-                rid, prio = reasons.id(f"{nf.declined} (at '{nf.node.name}')"), DECLINED
-            else:
-                rid, prio = reasons.id(f"'{nf.node.op}' does not pass channels along axis "
-                                       f"{table.slot_axis[sid]} of '{table.slot_value[sid]}'"), AUTO
-            pins.append((table.atoms(sid), rid, prio))
+        pins += _unmentioned_pins(nf, mentioned, table, reasons)
     n = table.total
     if ident:  # aligned ranges: atom a0+k ~ b0+k for k < count, expanded in one go
         sa, sb, count = np.asarray(ident, dtype=np.int64).reshape(-1, 3).T
@@ -465,6 +471,22 @@ def _solve(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int] | None, t
             comp_reduced[comps] = True
             comp_red_reason[comps] = rid
     return labels, ncomp, comp_pinned, comp_reason, comp_reduced, comp_red_reason, comp_pin_atom
+
+
+def _unmentioned_pins(nf: _NodeFacts, mentioned: set[int] | frozenset, table: AtomTable,
+                      reasons: _Reasons) -> list[tuple[np.ndarray, int, int]]:
+    """Pins of the node's axes that no fact mentions: an op nobody described passes nothing."""
+    out = []
+    for sid in nf.slots:
+        if sid in mentioned:
+            continue
+        if nf.declined is not None:
+            rid, prio = reasons.id(f"{nf.declined} (at '{nf.node.name}')"), DECLINED
+        else:
+            rid, prio = reasons.id(f"'{nf.node.op}' does not pass channels along axis "
+                                   f"{table.slot_axis[sid]} of '{table.slot_value[sid]}'"), AUTO
+        out.append((table.atoms(sid), rid, prio))
+    return out
 
 
 def _open_channels(option: _Compiled, labels: np.ndarray, closed: np.ndarray, table: AtomTable) -> int:

@@ -225,15 +225,16 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
+        facts = _FACTS.get(func) or _op_facts(func, self._to_str)
         if "out" in kwargs:
             raise NotRecordable(f"{func} writes into an out= tensor")
-        if func._schema.is_mutable:
+        if facts.mutable:
             self._refuse_state_writes(func, args, kwargs)
         if _autocast_on():
             raise NotRecordable("autocast changes dtypes below the recorded level")
-        call_args = tuple(self._ref(a) for a in args)
-        call_kwargs = {k: self._ref(v) for k, v in kwargs.items()}
-        if _size_from_values(func, args, kwargs):
+        call_args = tuple([self._ref(a) for a in args])
+        call_kwargs = {k: self._ref(v) for k, v in kwargs.items()} if kwargs else kwargs
+        if facts.dynamic and _size_from_values(func, args, kwargs):
             # the output size is read off tensor values, and Python may turn it into a constant the
             # recording cannot see (n = torch.nonzero(m).shape[0]); torch.export tracks such sizes
             raise NotRecordable(f"{func} makes a tensor whose size depends on tensor values")
@@ -243,9 +244,9 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
             # a tensor's value steered Python (if x.sum() > 0, x.item()): torch.export refuses such
             # models, and a recording would silently keep only the branch this input took
             raise NotRecordable(f"{func} turns tensor data into a Python value")
-        if torch.Tag.nondeterministic_seeded in func.tags and not _inert(func, args, kwargs):
+        if facts.random and not _inert(func, args, kwargs):
             self.rec.suspicious.append(str(func))
-        name = self.namespace.create_name(self._to_str(func.overloadpacket.__name__), None)
+        name = self.namespace.create_name(facts.base_name, None)
         modules = tuple(self.modules)
         if isinstance(out, torch.Tensor):
             call = Call(func, call_args, call_kwargs, name, [self._new_ref(out, name)], False, modules)
@@ -461,6 +462,27 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
 
 
 _UNSEEN = object()
+
+
+@dataclass(frozen=True)
+class _OpFacts:
+    """What the recorder checks of every call of one op (read from its schema once)."""
+
+    mutable: bool
+    dynamic: bool
+    random: bool
+    base_name: str
+
+
+_FACTS: dict[Any, _OpFacts] = {}
+
+
+def _op_facts(func: Any, to_str: Any) -> _OpFacts:
+    tags = set(func.tags)
+    facts = _OpFacts(bool(func._schema.is_mutable), _DYNAMIC is not None and _DYNAMIC in tags,
+                     torch.Tag.nondeterministic_seeded in tags, to_str(func.overloadpacket.__name__))
+    _FACTS[func] = facts
+    return facts
 
 
 def _state_tensor(module: torch.nn.Module, name: str) -> torch.Tensor:

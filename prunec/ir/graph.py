@@ -92,7 +92,6 @@ class Graph:
         self._ops: list[OpNode] = []
         self._values: dict[str, Value] = {}
         self._op_by_name: dict[str, OpNode] = {}
-        self._inputs: dict[str, list[tuple[str, str]]] = {}
         self._input_values: dict[str, list[tuple[str, Value]]] = {}
         self._output_values: dict[str, list[Value]] = {}
         self._state: list[Value] = []
@@ -131,7 +130,6 @@ class Graph:
                 raise IRError(f"value {vname!r} has two producers: {self._producer[vname]!r} and {op.name!r}")
         self._ops.append(op)
         self._op_by_name[op.name] = op
-        self._inputs[op.name] = list(inputs)
         self._outputs[op.name] = list(outputs)
         self._input_values[op.name] = [(port, self._values[v]) for port, v in inputs]
         self._output_values[op.name] = [self._values[v] for v in outputs]
@@ -206,8 +204,8 @@ class Graph:
             g.add_nodes_from(_value_key(name) for name in self._values)
             for op in self._ops:
                 g.add_node(_op_key(op.name))
-                for port, vname in self._inputs[op.name]:
-                    g.add_edge(_value_key(vname), _op_key(op.name), key=port)
+                for port, v in self._input_values[op.name]:
+                    g.add_edge(_value_key(v.name), _op_key(op.name), key=port)
                 for i, vname in enumerate(self._outputs[op.name]):
                     g.add_edge(_op_key(op.name), _value_key(vname), key=i)
             self._g = g
@@ -217,7 +215,8 @@ class Graph:
         """Check structural invariants; raise IRError naming the first broken one."""
         defined: set[str] = {v.name for v in self._values.values() if v.name not in self._producer}
         for op in self._ops:
-            for port, vname in self._inputs[op.name]:
+            for port, v in self._input_values[op.name]:
+                vname = v.name
                 if vname not in defined:
                     raise IRError(f"op {op.name!r} reads {vname!r} on port {port!r} before it is defined")
             defined.update(self._outputs[op.name])
