@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import operator
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -528,11 +529,14 @@ def _autocast_on() -> bool:
 def _module_stack(index: ModelIndex) -> Iterator[list[tuple[str, str]]]:
     """The (path, class) of every model submodule whose forward is running, outermost first."""
     paths = {id(m): name for name, m in index.modules if name}
+    thread = threading.get_ident()
     classes: dict[type, str] = {}
     stack: list[tuple[str, str]] = []
     pushed: list[bool] = []
 
     def pre(module: torch.nn.Module, args: Any) -> None:
+        if threading.get_ident() != thread:  # the hooks are global: other threads' modules too
+            return
         path = paths.get(id(module))
         pushed.append(path is not None)
         if path is not None:
@@ -542,6 +546,8 @@ def _module_stack(index: ModelIndex) -> Iterator[list[tuple[str, str]]]:
             stack.append((path, classes[cls]))
 
     def post(module: torch.nn.Module, args: Any, out: Any) -> None:
+        if threading.get_ident() != thread:
+            return
         if pushed and pushed.pop():
             stack.pop()
 
@@ -717,7 +723,9 @@ def _record(model: torch.nn.Module, inputs: ExampleInputs, index: ModelIndex | N
 @contextlib.contextmanager
 def _memoized_leaves(index: ModelIndex, recorder: _Recorder) -> Iterator[None]:
     """Route the forward of every torch.nn leaf module of the model through the recorder's memo (an
-    instance attribute shadowing the class's forward, removed on exit)."""
+    instance attribute shadowing the class's forward, removed on exit). Calls from other threads
+    run the module's own forward."""
+    thread = threading.get_ident()
     patched = []
     try:
         for _, module in index.modules:
@@ -725,6 +733,8 @@ def _memoized_leaves(index: ModelIndex, recorder: _Recorder) -> Iterator[None]:
                 original = module.forward
 
                 def forward(*args: Any, _m: torch.nn.Module = module, _f: Any = original, **kwargs: Any) -> Any:
+                    if threading.get_ident() != thread:  # another thread running the model meanwhile
+                        return _f(*args, **kwargs)
                     return recorder.memo_call(_m, _f, args, kwargs)
 
                 module.__dict__["forward"] = forward

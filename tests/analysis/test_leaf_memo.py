@@ -247,3 +247,48 @@ def test_meta_first_calls_skip_the_arithmetic_and_keep_the_model(meta_for_every_
     # each conv's 8 filters, paired across its 2 conv groups: 4 channels each; the head is pinned
     assert [g.channel_count for g in fast.groups] == [4, 4]
     assert [m.indices for m in fast.groups[1].members[:2]] == [tuple(range(8))] * 2
+
+
+class _Gate(nn.Module):
+    """Holds the analysing thread inside the forward until another thread has run the model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold: int | None = None
+        self.entered, self.release = __import__("threading").Event(), __import__("threading").Event()
+
+    def forward(self, x):
+        if __import__("threading").get_ident() == self.hold:
+            self.entered.set()
+            self.release.wait(10)
+        return x
+
+
+def test_another_thread_running_the_model_during_analysis_gets_real_outputs():
+    """The recorder's forward shadows and hooks act on the analysing thread only: a thread serving the
+    same model meanwhile computes every module (no template, no skipped values)."""
+    import threading
+
+    torch.manual_seed(0)
+    gate = _Gate()
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), gate, nn.Linear(8, 8)).eval()
+    x = torch.randn(4, 8)
+    other = x  # the very tensor the recording knows: its memo would answer with skipped values
+    with torch.no_grad():
+        expected = model(other)
+    got: list[torch.Tensor] = []
+
+    def serve() -> None:
+        gate.entered.wait(10)
+        with torch.no_grad():
+            got.append(model(other))
+        gate.release.set()
+
+    worker = threading.Thread(target=serve)
+    worker.start()
+    gate.hold = threading.get_ident()
+    analysis = prunec.analyze(model, x)
+    worker.join(10)
+    assert gate.entered.is_set() and len(got) == 1
+    assert torch.equal(got[0], expected)
+    assert [g.channel_count for g in analysis.groups] == [8, 8]
