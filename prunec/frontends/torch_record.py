@@ -565,9 +565,10 @@ def _refuse_user_autograd_functions() -> Iterator[None]:
     """User-defined autograd.Functions become one opaque IR op through the export frontend only."""
     function = torch.autograd.Function
     original = function.__dict__.get("apply")
+    thread = threading.get_ident()
 
     def apply(cls: type, *args: Any, **kwargs: Any) -> Any:
-        if cls.__module__.split(".")[0] != "torch":
+        if cls.__module__.split(".")[0] != "torch" and threading.get_ident() == thread:
             raise NotRecordable(f"autograd.Function {cls.__qualname__}")
         return original.__get__(None, cls)(*args, **kwargs)  # type: ignore[union-attr]
 
@@ -584,9 +585,14 @@ def _refuse_data_escapes() -> Iterator[None]:
     branch on it unseen, so a recording that uses them is refused (torch.export refuses them too).
     """
     patched = {}
+    thread = threading.get_ident()
 
     def refuse(name: str) -> Any:
+        own = getattr(torch.Tensor, name)
+
         def method(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() != thread:  # another thread: the real method
+                return own(self, *args, **kwargs)
             raise NotRecordable(f"Tensor.{name}() hands tensor data to Python")
         return method
 

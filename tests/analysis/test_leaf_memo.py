@@ -292,3 +292,25 @@ def test_another_thread_running_the_model_during_analysis_gets_real_outputs():
     assert gate.entered.is_set() and len(got) == 1
     assert torch.equal(got[0], expected)
     assert [g.channel_count for g in analysis.groups] == [8, 8]
+
+
+def test_another_thread_may_read_tensor_data_during_analysis():
+    """Tensor.tolist()/numpy() are refused while recording, in the recording thread only."""
+    import threading
+
+    gate = _Gate()
+    model = nn.Sequential(nn.Linear(3, 3), gate).eval()
+    seen: list[object] = []
+
+    def read() -> None:
+        gate.entered.wait(10)
+        t = torch.arange(3.0)
+        seen.extend([t.tolist(), float(t.numpy().sum())])
+        gate.release.set()
+
+    worker = threading.Thread(target=read)
+    worker.start()
+    gate.hold = threading.get_ident()
+    prunec.analyze(model, torch.randn(2, 3))
+    worker.join(10)
+    assert seen == [[0.0, 1.0, 2.0], 3.0]
