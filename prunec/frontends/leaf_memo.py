@@ -194,13 +194,9 @@ def build_template(calls: list[Any], meta: dict[int, tuple[tuple[int, ...], torc
         raise Unkeyable("the module reads a tensor that is neither an argument nor its own state")
 
     def spec(a: Any) -> Any:
-        from prunec.frontends.torch_record import Ref
+        from prunec.frontends.torch_record import Ref, map_args
 
-        if isinstance(a, Ref):
-            return slot(a.id)
-        if isinstance(a, (list, tuple)):
-            return type(a)(spec(x) for x in a)
-        return a
+        return map_args(a, Ref, lambda r: slot(r.id))
 
     out_calls = []
     for c in calls:

@@ -24,7 +24,7 @@ import inspect
 import operator
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,11 +152,7 @@ def _fx_graph(rec: Recording) -> torch.fx.Graph:
         return torch.empty(shape, dtype=dtype, device="meta")
 
     def arg(a: Any) -> Any:
-        if isinstance(a, Ref):
-            return node[a.id]
-        if isinstance(a, (list, tuple)):
-            return type(a)(arg(x) for x in a)
-        return a
+        return map_args(a, Ref, lambda r: node[r.id])
 
     for name, ref, example in rec.inputs:
         n = graph.placeholder(name)
@@ -317,16 +313,14 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
         for call in self.rec.calls[first:]:
             self.tainted.update(r for r in call.outs if r is not None)
         self.skipped = True
-        with torch._C._ExcludeDispatchKeyGuard(_PRE_DISPATCH):  # off the record
-            real = torch.empty_strided(out.shape, out.stride(), dtype=out.dtype, device=device)
+        real = _allocate(out.shape, out.stride(), out.dtype, device)
         self.ref_of[real] = self.ref_of[out]
         return real
 
     def _run_on_meta(self, module: torch.nn.Module, original: Any, x: torch.Tensor) -> tuple[Any, list[Any]]:
         """Run a Linear/Conv forward on meta twins of its input and state; the recorder sees the
         twins as the real tensors (same refs, state registered under its own names on first use)."""
-        with torch._C._ExcludeDispatchKeyGuard(_PRE_DISPATCH):  # off the record
-            twin = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta")
+        twin = _allocate(x.shape, x.stride(), x.dtype, "meta")
         self.ref_of[twin] = self.ref_of[x]
         swapped: list[tuple[dict[str, Any], str, torch.Tensor]] = []
         try:
@@ -334,8 +328,7 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
                 for name, t in list(store.items()):
                     if t is None:
                         continue
-                    with torch._C._ExcludeDispatchKeyGuard(_PRE_DISPATCH):
-                        t_twin = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
+                    t_twin = _allocate(t.shape, t.stride(), t.dtype, "meta")
                     if isinstance(t, torch.nn.Parameter):
                         t_twin = torch.nn.Parameter(t_twin, requires_grad=t.requires_grad)
                     self._meta_state[id(t_twin)] = (t_twin, t)
@@ -356,13 +349,17 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
         computed."""
         rec = self.rec
         new: list[int] = []
+
+        def to_ref(slot: leaf_memo.Slot) -> Ref:
+            return Ref(self._resolve(slot, module, in_refs, new))
+
         modules = tuple(self.modules)
         for c in template.calls:
             for j in c.written_inputs:
-                if in_refs[j] in rec.attrs or in_refs[j] in self.input_refs:
+                if self._protected(in_refs[j]):
                     raise NotRecordable(f"{c.target} writes into a model input or state tensor")
-            args = self._fill(c.args, module, in_refs, new)
-            kwargs = {k: self._fill(v, module, in_refs, new) for k, v in c.kwargs.items()} if c.kwargs else {}
+            args = map_args(c.args, leaf_memo.Slot, to_ref)
+            kwargs = {k: map_args(v, leaf_memo.Slot, to_ref) for k, v in c.kwargs.items()} if c.kwargs else {}
             name = self.namespace.create_name(c.base_name, None)
             outs: list[int | None] = []
             for k in c.outs:
@@ -386,8 +383,7 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
             elif leaf.slot.kind == "attr":
                 t = _state_tensor(module, leaf.slot.index)  # type: ignore[arg-type]
             else:
-                with torch._C._ExcludeDispatchKeyGuard(_PRE_DISPATCH):  # off the record
-                    t = torch.empty_strided(leaf.size, leaf.stride, dtype=leaf.dtype, device=leaf.device)
+                t = _allocate(leaf.size, leaf.stride, leaf.dtype, leaf.device)
             self.ref_of[t] = self._resolve(leaf.slot, module, in_refs, new)
             out.append(t)
         for j, slot in template.rebinds:
@@ -406,19 +402,18 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
         cached = self._state_refs.get((id(module), slot.index))
         if cached is not None and cached[0] is t:
             return cached[1]
-        ref = self.ref_of.get(t)
-        if ref is None:
-            ref = self.attr_ref(t)
+        ref = self._state_ref(t)
         self._state_refs[(id(module), slot.index)] = (t, ref)  # type: ignore[index]
         return ref
 
-    def _fill(self, a: Any, module: torch.nn.Module, in_refs: list[int | None], new: list[int]) -> Any:
-        """A template argument with its slots replaced by Refs."""
-        if type(a) is leaf_memo.Slot:
-            return Ref(self._resolve(a, module, in_refs, new))
-        if isinstance(a, (list, tuple)):
-            return type(a)(self._fill(x, module, in_refs, new) for x in a)
-        return a
+    def _protected(self, ref: int | None) -> bool:
+        """Whether the value is a parameter, buffer or model input (never to be written into)."""
+        return ref in self.rec.attrs or ref in self.input_refs
+
+    def _state_ref(self, t: torch.Tensor) -> int:
+        """The ref of a model state tensor, registering it on first use."""
+        ref = self.ref_of.get(t)
+        return ref if ref is not None else self.attr_ref(t)
 
     def _new_ref(self, t: torch.Tensor, name: str) -> int:
         ref = len(self.rec.meta)
@@ -431,22 +426,17 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
         """An op argument with every tensor replaced by its Ref (ATen arguments nest at most as
         lists of tensors).
         """
-        if isinstance(a, torch.Tensor):
-            ref = self.ref_of.get(a)
-            if ref is None:
-                twin = self._meta_state.get(id(a))
-                if twin is not None and twin[0] is a:  # a meta twin of a module's state tensor
-                    real = twin[1]
-                    ref = self.ref_of.get(real)
-                    if ref is None:
-                        ref = self.attr_ref(real)
-                    self.ref_of[a] = ref
-                else:
-                    ref = self.attr_ref(a)
-            return Ref(ref)
-        if isinstance(a, (list, tuple)):
-            return type(a)(self._ref(x) for x in a)
-        return a
+        return map_args(a, torch.Tensor, self._tensor_ref)
+
+    def _tensor_ref(self, t: torch.Tensor) -> Ref:
+        ref = self.ref_of.get(t)
+        if ref is None:
+            twin = self._meta_state.get(id(t))
+            if twin is not None and twin[0] is t:  # a meta twin of a module's state tensor
+                ref = self.ref_of[t] = self._state_ref(twin[1])
+            else:
+                ref = self.attr_ref(t)
+        return Ref(ref)
 
     def _refuse_state_writes(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """An in-place write into a parameter, buffer or model input would change the user's
@@ -458,11 +448,27 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
             if a.alias_info is None or not a.alias_info.is_write or not isinstance(t, torch.Tensor):
                 continue
             ref = self.ref_of.get(t)
-            if ref is None or ref in self.rec.attrs or any(r == ref for _, r, _ in self.rec.inputs):
+            if ref is None or self._protected(ref):
                 raise NotRecordable(f"{func} writes into a model input or state tensor")
 
 
 _UNSEEN = object()
+
+
+def map_args(a: Any, kind: type, fn: Callable[[Any], Any]) -> Any:
+    """An op argument (a value, or lists/tuples of them, as ATen arguments nest) with every `kind`
+    in it replaced by fn(it)."""
+    if isinstance(a, kind):
+        return fn(a)
+    if isinstance(a, (list, tuple)):
+        return type(a)(map_args(x, kind, fn) for x in a)
+    return a
+
+
+def _allocate(size: Any, stride: Any, dtype: torch.dtype, device: Any) -> torch.Tensor:
+    """An uninitialized tensor, made off the record (the recorder sits on the PreDispatch key)."""
+    with torch._C._ExcludeDispatchKeyGuard(_PRE_DISPATCH):
+        return torch.empty_strided(size, stride, dtype=dtype, device=device)
 
 
 @dataclass(frozen=True)
@@ -764,11 +770,7 @@ def replay(program: RecordedProgram, inputs: ExampleInputs) -> Any:
     keep = {r for r in _refs(rec.outputs)}
 
     def value(a: Any) -> Any:
-        if isinstance(a, Ref):
-            return env[a.id]
-        if isinstance(a, (list, tuple)):
-            return type(a)(value(x) for x in a)
-        return a
+        return map_args(a, Ref, lambda r: env[r.id])
     for i, call in enumerate(rec.calls):
         out = call.target(*(value(a) for a in call.args), **{k: value(v) for k, v in call.kwargs.items()})
         outs = out if call.sequence else [out]
