@@ -95,7 +95,6 @@ class Graph:
         self._input_values: dict[str, list[tuple[str, Value]]] = {}
         self._output_values: dict[str, list[Value]] = {}
         self._state: list[Value] = []
-        self._outputs: dict[str, list[str]] = {}
         self._producer: dict[str, str] = {}
         self._consumers: dict[str, list[tuple[str, str]]] = {}
         self.graph_inputs: list[str] = []
@@ -130,7 +129,6 @@ class Graph:
                 raise IRError(f"value {vname!r} has two producers: {self._producer[vname]!r} and {op.name!r}")
         self._ops.append(op)
         self._op_by_name[op.name] = op
-        self._outputs[op.name] = list(outputs)
         self._input_values[op.name] = [(port, self._values[v]) for port, v in inputs]
         self._output_values[op.name] = [self._values[v] for v in outputs]
         for port, vname in inputs:
@@ -206,8 +204,8 @@ class Graph:
                 g.add_node(_op_key(op.name))
                 for port, v in self._input_values[op.name]:
                     g.add_edge(_value_key(v.name), _op_key(op.name), key=port)
-                for i, vname in enumerate(self._outputs[op.name]):
-                    g.add_edge(_op_key(op.name), _value_key(vname), key=i)
+                for i, v in enumerate(self._output_values[op.name]):
+                    g.add_edge(_op_key(op.name), _value_key(v.name), key=i)
             self._g = g
         return self._g.copy(as_view=True)
 
@@ -219,7 +217,7 @@ class Graph:
                 vname = v.name
                 if vname not in defined:
                     raise IRError(f"op {op.name!r} reads {vname!r} on port {port!r} before it is defined")
-            defined.update(self._outputs[op.name])
+            defined.update(v.name for v in self._output_values[op.name])
         for name in self.graph_outputs:
             if name not in self._values:
                 raise IRError(f"graph output {name!r} is not a value of the graph")
