@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from prunec.ir.slots import ArrayMap, Digit, Slot
+from prunec.ir.slots import ArrayMap, Digit, Offset, Slot
 from prunec.rules.api import (
     Declined,
     Fact,
@@ -64,6 +64,21 @@ singular_rule.positionwise = True  # type: ignore[attr-defined]  # out[i] depend
 def singular_at_zero(*ops: str, registry: RuleRegistry | None = None) -> None:
     """Register unary elementwise ops that are infinite at 0 (log, reciprocal, rsqrt, ...)."""
     _reg(registry).register(ops, singular_rule, source=_caller())
+
+
+def concat_facts(parts: Sequence[TensorView], whole: TensorView, dim: int) -> list[Fact]:
+    """The parts laid end to end along `dim` make `whole` (concatenation, or a split read the other
+    way): part j's channel c is channel offset_j + c of `whole`; the other axes pass. Parts of another
+    rank (legacy empty tensors in cat) are left out."""
+    facts: list[Fact] = []
+    start = 0
+    for t in parts:
+        if t.rank != whole.rank:
+            continue
+        facts += [couple(t.axis(k), whole.axis(k)) for k in range(whole.rank) if k != dim]
+        facts.append(couple(t.axis(dim), whole.axis(dim), Offset(start)))
+        start += t.size(dim)
+    return facts
 
 
 def broadcast_facts(t: TensorView, y: TensorView) -> list[Fact]:

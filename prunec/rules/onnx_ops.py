@@ -30,6 +30,7 @@ from prunec.rules.api import (
 )
 from prunec.rules.families import (
     broadcast_facts,
+    concat_facts,
     broadcasting,
     broadcasting_rule,
     creation,
@@ -351,30 +352,14 @@ def lp_norm(node: OpView) -> RuleResult:
 def concat(node: OpView) -> RuleResult:
     """Part j's channel c is channel offset_j + c of the result along `axis`."""
     y = node.output(0)
-    axis = node.int_attr("axis", 0) % y.rank
-    facts: list[Fact] = []
-    start = 0
-    for t in node.inputs:
-        if t.rank != y.rank:
-            continue
-        facts += [couple(t.axis(k), y.axis(k)) for k in range(y.rank) if k != axis]
-        facts.append(couple(t.axis(axis), y.axis(axis), Offset(start)))
-        start += t.size(axis)
-    return facts
+    return concat_facts(node.inputs, y, node.int_attr("axis", 0) % y.rank)
 
 
 @op_rule("onnx::Split")
 def split(node: OpView) -> RuleResult:
     """Part j's channel c is input channel offset_j + c along `axis` (sizes are rewritten)."""
     x = node.input("input")
-    axis = node.int_attr("axis", 0) % x.rank
-    facts: list[Fact] = []
-    start = 0
-    for y in node.outputs:
-        facts += [couple(y.axis(k), x.axis(k)) for k in range(x.rank) if k != axis]
-        facts.append(couple(y.axis(axis), x.axis(axis), Offset(start)))
-        start += y.size(axis)
-    return facts
+    return concat_facts(node.outputs, x, node.int_attr("axis", 0) % x.rank)
 
 
 def _ints(value: object) -> list[int] | None:

@@ -14,6 +14,7 @@ from prunec.ir.slots import ArrayMap, Block, Offset, Strided, Tile
 from prunec.rules.api import Declined, Fact, OpView, RuleResult, alternatives, couple, decline, free, pin, reduces
 from prunec.rules.families import (
     broadcast_facts,
+    concat_facts,
     broadcasting,
     broadcasting_rule,
     creation,
@@ -252,15 +253,7 @@ def cat(node: OpView) -> RuleResult:
     """Part j's channel c is channel offset_j + c of the result."""
     y = node.output(0)
     dim = int(node.attr("dim", 0)) % y.rank  # type: ignore[arg-type]
-    facts: list[Fact] = []
-    start = 0
-    for t in node.inputs:
-        if t.rank != y.rank:  # legacy empty tensors in cat
-            continue
-        facts += [couple(t.axis(k), y.axis(k)) for k in range(y.rank) if k != dim]
-        facts.append(couple(t.axis(dim), y.axis(dim), Offset(start)))
-        start += t.size(dim)
-    return facts
+    return concat_facts(node.inputs, y, dim)
 
 
 @op_rule("aten::stack")
@@ -280,13 +273,7 @@ def split(node: OpView) -> RuleResult:
     """Part j's channel c is channel offset_j + c of the input."""
     x = node.input(0)
     dim = int(node.attr("dim", 0)) % x.rank  # type: ignore[arg-type]
-    facts: list[Fact] = []
-    start = 0
-    for y in node.outputs:
-        facts += [couple(y.axis(k), x.axis(k)) for k in range(x.rank) if k != dim]
-        facts.append(couple(y.axis(dim), x.axis(dim), Offset(start)))
-        start += y.size(dim)
-    return facts
+    return concat_facts(node.outputs, x, dim)
 
 
 @op_rule("aten::chunk", "aten::unsafe_chunk")
@@ -297,12 +284,7 @@ def chunk(node: OpView) -> RuleResult:
     dim = int(node.attr("dim", 0)) % x.rank  # type: ignore[arg-type]
     outs = node.outputs
     sizes = {y.size(dim) for y in outs}
-    facts: list[Fact] = []
-    start = 0
-    for y in outs:
-        facts += [couple(y.axis(k), x.axis(k)) for k in range(x.rank) if k != dim]
-        facts.append(couple(y.axis(dim), x.axis(dim), Offset(start)))
-        start += y.size(dim)
+    facts = concat_facts(outs, x, dim)
     if len(sizes) == 1:
         for y in outs[1:]:
             facts.append(couple(outs[0].axis(dim), y.axis(dim)))
@@ -321,13 +303,8 @@ def tensor_split(node: OpView) -> RuleResult:
     sizes = {y.size(dim) for y in node.outputs}
     if node.attr("sections") is not None and len(sizes) == 1:
         return chunk(node)
-    facts: list[Fact] = [pin(x.axis(dim), "tensor_split into unequal parts or at fixed indices")]
-    start = 0
-    for y in node.outputs:
-        facts += [couple(y.axis(k), x.axis(k)) for k in range(x.rank) if k != dim]
-        facts.append(couple(y.axis(dim), x.axis(dim), Offset(start)))
-        start += y.size(dim)
-    return facts
+    return [pin(x.axis(dim), "tensor_split into unequal parts or at fixed indices"),
+            *concat_facts(node.outputs, x, dim)]
 
 
 @op_rule("aten::unbind")
