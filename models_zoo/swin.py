@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 from prunec.zoo.registry import image, register
+from prunec.zoo.vit import Attention
 from torch import nn
 from torch.nn import functional as F
 
@@ -32,14 +33,11 @@ def relative_position_index(ws: int) -> torch.Tensor:
     return rel[..., 0] * (2 * ws - 1) + rel[..., 1]
 
 
-class WindowAttention(nn.Module):
+class WindowAttention(Attention):
+    """ViT's fused-qkv attention inside a window, plus a relative position bias per head."""
+
     def __init__(self, dim: int, num_heads: int, ws: int) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.scale = self.head_dim ** -0.5
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
+        super().__init__(dim, num_heads)
         self.relative_position_bias_table = nn.Parameter(torch.randn((2 * ws - 1) ** 2, num_heads) * 0.02)
         self.register_buffer("relative_position_index", relative_position_index(ws), persistent=False)
 
