@@ -90,14 +90,16 @@ class _Relative:
 
 @dataclass
 class _NodeFacts:
+    """A node whose facts are applied one by one: it has alternatives, or its rule declined."""
+
+    index: int
     node: OpNode
     slots: list[int]
     static: _Compiled
     choices: list[tuple[list[_Compiled], tuple[str, ...]]]
+    rel: list[_Relative]
+    """The static answer and every option, node-local (for the couplings a node stated)."""
     declined: str | None = None
-    entry: RuleEntry | None = None
-    auto_pins: list[tuple[np.ndarray, int, int]] | None = None
-    """For a node without alternatives: the pins of the axes its answer does not mention."""
 
 
 @dataclass
@@ -111,7 +113,7 @@ class CouplingResult:
     comp_pin_reason: np.ndarray
     comp_reduced: np.ndarray
     comp_reduce_reason: np.ndarray
-    reasons: list[str]
+    reasons: Sequence[str]
     pinned: list[Pinned]
     choices: dict[tuple[str, int], str]
     """Chosen alternative per (node, choice index), as its label."""
@@ -125,16 +127,45 @@ class CouplingResult:
     """Per component: an atom carrying the pin that `comp_pin_reason` reports (-1 if unpinned)."""
 
 
-class _Reasons:
+class _Reasons(Sequence[str]):
+    """Reason texts by id. Texts naming a node are kept as their parts and formatted when read:
+    a large graph states one per node, and few are ever read."""
+
     def __init__(self) -> None:
-        self.items: list[str] = []
-        self._ids: dict[str, int] = {}
+        self._items: list[str | tuple] = []
+        self._ids: dict[object, int] = {}
 
     def id(self, text: str) -> int:
-        if text not in self._ids:
-            self._ids[text] = len(self.items)
-            self.items.append(text)
-        return self._ids[text]
+        """The id of a reason text."""
+        return self._id(text)
+
+    def at(self, reason: str, node: str) -> int:
+        """The id of "`reason` (at 'node')"."""
+        return self._id(("at", reason, node))
+
+    def auto(self, op: str, value: str, axis: int) -> int:
+        """The id of the reason an axis no fact mentions is pinned."""
+        return self._id(("auto", op, value, axis))
+
+    def _id(self, key: object) -> int:
+        rid = self._ids.get(key)
+        if rid is None:
+            rid = self._ids[key] = len(self._items)
+            self._items.append(key)  # type: ignore[arg-type]
+        return rid
+
+    def __getitem__(self, i: int) -> str:  # type: ignore[override]
+        item = self._items[i]
+        if isinstance(item, tuple):
+            if item[0] == "at":
+                item = f"{item[1]} (at '{item[2]}')"
+            else:
+                item = f"'{item[1]}' does not pass channels along axis {item[3]} of '{item[2]}'"
+            self._items[i] = item
+        return item
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def _param_derived(graph: Graph, registry: RuleRegistry) -> set[str]:
@@ -214,10 +245,10 @@ def _materialize(rel: _Relative, slots: list[int], table: AtomTable, reasons: _R
     if edges:
         out.edges = edges
     if rel.pins:
-        out.pins = [(table.atoms(slots[la], idx), reasons.id(f"{reason} (at '{node.name}')"), RULE)
+        out.pins = [(table.atoms(slots[la], idx), reasons.at(reason, node.name), RULE)
                     for la, idx, reason in rel.pins]
     if rel.reductions:
-        out.reductions = [(table.atoms(slots[la]), reasons.id(f"{reason} (at '{node.name}')"))
+        out.reductions = [(table.atoms(slots[la]), reasons.at(reason, node.name))
                           for la, reason in rel.reductions]
     out.mentioned = {slots[la] for la in rel.mentioned}
     couplings: list[object] = []
@@ -269,23 +300,83 @@ def _answer(entry: RuleEntry, graph: Graph, node: OpNode, derived: set[str], tab
         return f"rule from {entry.source} failed: {type(exc).__name__}: {exc}"
 
 
+_SEQ = 1 << 20
+"""Pins and reductions apply in the order they were stated: io pins, then node by node. Each gets a
+sequence number (node position + 1) * _SEQ + its position within the node."""
+
+
+@dataclass
+class _Facts:
+    """Atom-level facts as flat arrays: identity ranges (slot a, slot b, count), atom pairs, pins
+    (atom, reason, priority, sequence) and reductions (atom, reason, sequence)."""
+
+    ident: list[np.ndarray] = field(default_factory=list)
+    edges: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    pins: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    reductions: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    def pin(self, atoms: np.ndarray, rid: int, prio: int, seq: int) -> None:
+        """One pin of a few atoms."""
+        n = len(atoms)
+        self.pins.append((atoms, np.full(n, rid, np.int64), np.full(n, prio, np.int64),
+                          np.full(n, seq, np.int64)))
+
+    def reduce(self, atoms: np.ndarray, rid: int, seq: int) -> None:
+        """One reduction of a few atoms."""
+        n = len(atoms)
+        self.reductions.append((atoms, np.full(n, rid, np.int64), np.full(n, seq, np.int64)))
+
+    def merged(self, *more: _Facts) -> _Facts:
+        """These facts and `more`, together."""
+        out = _Facts(list(self.ident), list(self.edges), list(self.pins), list(self.reductions))
+        for f in more:
+            out.ident += f.ident
+            out.edges += f.edges
+            out.pins += f.pins
+            out.reductions += f.reductions
+        return out
+
+
+@dataclass
+class _Evaluated:
+    """Every node's answer: nodes sharing an answer (and without alternatives) as one batch."""
+
+    batches: list[tuple[_Relative, list[int], list[list[int]]]]
+    """(answer, node positions, each node's slots)."""
+    special: dict[int, _NodeFacts]
+    """Nodes with alternatives or a declined rule, by position."""
+    ops: list[OpNode]
+    entries: dict[str, RuleEntry]
+
+
 def _evaluate(graph: Graph, registry: RuleRegistry, table: AtomTable, reasons: _Reasons,
-              pinned: list[Pinned], strict: bool) -> list[_NodeFacts]:
-    derived = _param_derived(graph, registry)
-    result: list[_NodeFacts] = []
+              pinned: list[Pinned], strict: bool) -> _Evaluated:
+    # values that are parameters, or views of one (a rule may treat them as weights)
+    derived = {v.name for v in graph.state_values()}
+    ops = list(graph.ops())
+    batches: dict[int, tuple[_Relative, list[int], list[list[int]]]] = {}
+    special: dict[int, _NodeFacts] = {}
+    entries: dict[str, RuleEntry] = {}
     missing: list[OpNode] = []
     answers: dict[tuple, tuple[_Relative, list[tuple[list[_Relative], tuple[str, ...]]]] | str] = {}
-    for node in graph.ops():
+    slot0, rank = table.value_slot0, table.value_rank
+    for i, node in enumerate(ops):
         ins, outs = graph.inputs(node), graph.outputs(node)
-        slots = [s for _, v in ins for s in table.slots_of(v)]
-        slots += [s for v in outs for s in table.slots_of(v)]
+        if ins and ins[0][1].name in derived and registry.is_view_like(node.op):
+            derived.update(v.name for v in outs)
+        slots: list[int] = []
+        for _, v in ins:
+            first = slot0[v.name]
+            slots += range(first, first + rank[v.name])
+        for v in outs:
+            first = slot0[v.name]
+            slots += range(first, first + rank[v.name])
         entry = registry.get(node.op)
-        nf = _NodeFacts(node, slots, _Compiled(), [], entry=entry)
-        result.append(nf)
         if entry is None:
-            nf.declined = f"no op rule for '{node.op}'"
+            declined: str | None = f"no op rule for '{node.op}'"
             missing.append(node)
         else:
+            entries[node.name] = entry
             # built-in rules see only the node itself: one answer per distinct signature
             sig = _signature(node, ins, outs, derived) if entry.rule.__module__.startswith("prunec.rules.") else None
             answer = answers.get(sig) if sig is not None else None
@@ -294,24 +385,126 @@ def _evaluate(graph: Graph, registry: RuleRegistry, table: AtomTable, reasons: _
                 if sig is not None:
                     answers[sig] = answer
             if isinstance(answer, str):
-                nf.declined = answer
+                declined = answer
             else:
+                declined = None
                 static, choices = answer
-                nf.static = _materialize(static, slots, table, reasons, node)
-                nf.choices = [([_materialize(o, slots, table, reasons, node) for o in opts], labels)
-                              for opts, labels in choices]
+                if not choices:
+                    batch = batches.get(id(static))
+                    if batch is None:
+                        batch = batches[id(static)] = (static, [], [])
+                    batch[1].append(i)
+                    batch[2].append(slots)
+                    continue
+                special[i] = _NodeFacts(
+                    i, node, slots, _materialize(static, slots, table, reasons, node),
+                    [([_materialize(o, slots, table, reasons, node) for o in opts], labels)
+                     for opts, labels in choices],
+                    [static] + [o for opts, _ in choices for o in opts])
+        if declined is not None:
+            special[i] = _NodeFacts(i, node, slots, _Compiled(), [], [], declined)
+            pinned.append(Pinned(node.name, node.op, declined, node.origin))
+    if strict and pinned:
+        lines = "; ".join(str(p) for p in pinned[:10])
+        more = f" (and {len(pinned) - 10} more)" if len(pinned) > 10 else ""
+        first = missing[0].op if missing else pinned[0].op
+        raise UnsupportedOpError(
+            f"{len(pinned)} node(s) cannot be analysed: {lines}{more}. Register a rule with "
+            f"@prunec.op_rule({first!r}), or pass strict=False to leave their channels unpruned.")
+    return _Evaluated(list(batches.values()), special, ops, entries)
+
+
+def _batch_facts(ev: _Evaluated, table: AtomTable, reasons: _Reasons) -> _Facts:
+    """The facts of every batched node (those without alternatives), in a few array operations per
+    distinct answer."""
+    out = _Facts()
+    start, size = table.slot_start, table.slot_size
+    for rel, positions, slot_lists in ev.batches:
+        k = len(positions)
+        width = len(slot_lists[0])
+        slots = np.asarray(slot_lists, dtype=np.int64).reshape(k, width)
+        seq0 = (np.asarray(positions, dtype=np.int64) + 1) * _SEQ
+        for la, lb, n, ia, ib in rel.edges:
+            if ia is None:
+                triples = np.stack([slots[:, la], slots[:, lb], np.full(k, n, np.int64)], axis=1)
+                out.ident.append(triples.ravel())
+            else:
+                out.edges.append(((start[slots[:, la]][:, None] + ia).ravel(),
+                                  (start[slots[:, lb]][:, None] + ib).ravel()))
+        names = [ev.ops[i].name for i in positions] if rel.pins or rel.reductions else []
+        j = 0
+        for la, idx, reason in rel.pins:
+            atoms = _slot_atoms(slots[:, la], idx, start, size)
+            rids = np.asarray([reasons.at(reason, name) for name in names], dtype=np.int64)
+            out.pins.append(_rows(atoms, rids, RULE, seq0 + j))
+            j += 1
+        for la, reason in rel.reductions:
+            atoms = _slot_atoms(slots[:, la], None, start, size)
+            rids = np.asarray([reasons.at(reason, name) for name in names], dtype=np.int64)
+            atoms_, rids_, _, seq_ = _rows(atoms, rids, 0, seq0 + j)
+            out.reductions.append((atoms_, rids_, seq_))
+            j += 1
+        # axes no fact mentions pass nothing: pinned (the same positions in every node of the batch)
+        mentioned = {int(slots[0, la]) for la in rel.mentioned}
+        for p in range(width):
+            if int(slots[0, p]) in mentioned:
+                continue
+            atoms = _slot_atoms(slots[:, p], None, start, size)
+            rids = np.asarray([reasons.auto(ev.ops[i].op, table.slot_value[s], table.slot_axis[s])
+                               for i, s in zip(positions, slots[:, p].tolist())], dtype=np.int64)
+            out.pins.append(_rows(atoms, rids, AUTO, seq0 + j))
+            j += 1
+    return out
+
+
+def _rows(atoms: np.ndarray, rids: np.ndarray, prio: int, seq: np.ndarray
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pin arrays (atom, reason, priority, sequence) of one pin per node of a batch (a row of atoms each)."""
+    width = atoms.shape[1]
+    return atoms.ravel(), np.repeat(rids, width), np.full(atoms.size, prio, np.int64), np.repeat(seq, width)
+
+
+def _slot_atoms(slots: np.ndarray, idx: np.ndarray | None, start: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """Atoms of one slot position in every node of a batch, one row per node (the slots of a
+    batch have equal sizes)."""
+    offsets = np.arange(int(size[slots[0]]), dtype=np.int64) if idx is None else idx
+    return start[slots][:, None] + offsets[None, :]
+
+
+def _special_facts(nf: _NodeFacts, choice: dict[tuple[int, int], int] | None, table: AtomTable,
+                   reasons: _Reasons) -> _Facts:
+    """The facts of one node with alternatives (or a declined rule) in one configuration. With
+    `choice=None` (the neutral configuration) no alternative applies and no slot an alternative
+    mentions is auto-pinned."""
+    if choice is None:
+        parts = [nf.static]
+        mentioned = {sid for opts, _ in nf.choices for o in opts for sid in o.mentioned}
+    else:
+        parts = [nf.static] + [opts[choice[(nf.index, c)]] for c, (opts, _) in enumerate(nf.choices)]
+        mentioned = set()
+    out = _Facts()
+    seq = (nf.index + 1) * _SEQ
+    for p in parts:
+        if p.ident:
+            out.ident.append(np.asarray(p.ident, dtype=np.int64))
+        out.edges += p.edges
+        for atoms, rid, prio in p.pins:
+            out.pin(atoms, rid, prio, seq)
+            seq += 1
+        for atoms, rid in p.reductions:
+            out.reduce(atoms, rid, seq)
+            seq += 1
+        mentioned |= p.mentioned
+    for sid in nf.slots:  # an op nobody described passes nothing
+        if sid in mentioned:
+            continue
         if nf.declined is not None:
-            pinned.append(Pinned(node.name, node.op, nf.declined, node.origin))
-    if strict:
-        bad = [p for p in pinned]
-        if bad:
-            lines = "; ".join(str(p) for p in bad[:10])
-            more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
-            first = missing[0].op if missing else bad[0].op
-            raise UnsupportedOpError(
-                f"{len(bad)} node(s) cannot be analysed: {lines}{more}. Register a rule with "
-                f"@prunec.op_rule({first!r}), or pass strict=False to leave their channels unpruned.")
-    return result
+            rid, prio = reasons.at(nf.declined, nf.node.name), DECLINED
+        else:
+            rid, prio = reasons.auto(nf.node.op, table.slot_value[sid], table.slot_axis[sid]), AUTO
+        out.pin(table.atoms(sid), rid, prio, seq)
+        seq += 1
+    return out
 
 
 def analyse_couplings(graph: Graph, registry: RuleRegistry, *, strict: bool = False,
@@ -326,28 +519,41 @@ def analyse_couplings(graph: Graph, registry: RuleRegistry, *, strict: bool = Fa
     table = table if table is not None else AtomTable(graph)
     reasons = _Reasons()
     pinned: list[Pinned] = []
-    nodes = _evaluate(graph, registry, table, reasons, pinned, strict)
+    ev = _evaluate(graph, registry, table, reasons, pinned, strict)
 
-    io_pins: list[tuple[np.ndarray, int, int]] = []
+    base = _Facts()
+    io: list[tuple[np.ndarray, int]] = []
     for name in graph.graph_inputs:
-        io_pins += [(table.atoms(s), reasons.id("model input"), IO) for s in table.slots_of(graph.value(name))]
+        io += [(table.atoms(s), reasons.id("model input")) for s in table.slots_of(graph.value(name))]
     for name in dict.fromkeys(graph.graph_outputs):
-        io_pins += [(table.atoms(s), reasons.id("model output"), IO) for s in table.slots_of(graph.value(name))]
+        io += [(table.atoms(s), reasons.id("model output")) for s in table.slots_of(graph.value(name))]
     for v in graph.values():
         if v.kind == ValueKind.CONSTANT:
-            io_pins += [(table.atoms(s), reasons.id(f"constant tensor '{v.name}' (not in state_dict)"), IO)
-                        for s in table.slots_of(v)]
-    io_pins += [(atoms, reasons.id(text), IO) for atoms, text in extra_pins]
+            io += [(table.atoms(s), reasons.id(f"constant tensor '{v.name}' (not in state_dict)"))
+                   for s in table.slots_of(v)]
+    io += [(atoms, reasons.id(text)) for atoms, text in extra_pins]
+    for seq, (atoms, rid) in enumerate(io):
+        base.pin(atoms, rid, IO, seq)
+    base = base.merged(_batch_facts(ev, table, reasons))
+    special = ev.special
+    declined = [nf for nf in special.values() if not nf.choices]
+    fixed = base.merged(*(_special_facts(nf, {}, table, reasons) for nf in declined))
 
     avoid_atoms = avoid if avoid is not None else np.zeros(0, dtype=np.int64)
     state_atoms, _ = table.atoms_of_slots([s for v in graph.state_values() for s in table.slots_of(v)])
-    keys = [(i, c) for i, nf in enumerate(nodes) for c in range(len(nf.choices))]
+    keys = [(i, c) for i, nf in special.items() for c in range(len(nf.choices))]
+    with_choices = [nf for nf in special.values() if nf.choices]
+
+    def solve(choice: dict[tuple[int, int], int] | None) -> tuple:
+        facts = fixed.merged(*(_special_facts(nf, choice, table, reasons) for nf in with_choices))
+        return _solve(facts, table)
+
     choice = {k: 0 for k in keys}
     iterations = 1
     if keys:
         # the neutral solve applies no alternative: an option blocked there is blocked everywhere
-        neutral = _solve(nodes, None, table, reasons, io_pins)
-        contracted = _contract(nodes, keys, neutral[0], table)
+        neutral = solve(None)
+        contracted = _contract(special, keys, neutral[0], table)
         pinned0 = neutral[2]
         avoided0 = np.zeros(neutral[1], dtype=bool)
         avoided0[neutral[0][avoid_atoms]] = True
@@ -355,30 +561,41 @@ def analyse_couplings(graph: Graph, registry: RuleRegistry, *, strict: bool = Fa
         state0[neutral[0][state_atoms]] = True
         start = [first_open(c, pinned0 | avoided0) for c in contracted]
         choice = dict(zip(keys, start))
-        sol = _solve(nodes, choice, table, reasons, io_pins)
+        sol = solve(choice)
         closed = _closed(sol, avoid_atoms, state_atoms)
         stuck = [j for j, (i, c) in enumerate(keys)
-                 if _open_channels(nodes[i].choices[c][0][choice[(i, c)]], sol[0], closed, table) < 2]
+                 if _open_channels(special[i].choices[c][0][choice[(i, c)]], sol[0], closed, table) < 2]
         if stuck:
             config, moves = choose(contracted, start, stuck, pinned0, avoided0, state0)
             iterations += moves
             if moves:
                 choice = dict(zip(keys, config))
-                sol = _solve(nodes, choice, table, reasons, io_pins)
+                sol = solve(choice)
     else:
-        sol = _solve(nodes, choice, table, reasons, io_pins)
+        sol = solve(choice)
     labels, ncomp, comp_pinned, comp_reason, comp_reduced, comp_red_reason, comp_pin_atom = sol
-    chosen = {(nodes[i].node.name, c): nodes[i].choices[c][1][o] for (i, c), o in choice.items()}
+    chosen = {(special[i].node.name, c): special[i].choices[c][1][o] for (i, c), o in choice.items()}
     node_couplings = _NodeCouplings(table)
     reducing: set[str] = set()
-    for (i, nf) in enumerate(nodes):
-        parts = [nf.static] + [opts[choice[(i, c)]] for c, (opts, _) in enumerate(nf.choices)]
-        node_couplings.parts[nf.node.name] = parts
-        if any(p.reductions for p in parts):
+    for rel, positions, slot_lists in ev.batches:
+        for i, slots in zip(positions, slot_lists):
+            node_couplings.parts[ev.ops[i].name] = (slots, (rel,))
+        if rel.reductions:
+            reducing.update(ev.ops[i].name for i in positions)
+    for i, nf in special.items():
+        if nf.declined is not None:
+            node_couplings.parts[nf.node.name] = (nf.slots, ())
+            continue
+        n_static = 1
+        chosen_rel = [nf.rel[0]]
+        for c, (opts, _) in enumerate(nf.choices):
+            chosen_rel.append(nf.rel[n_static + choice[(i, c)]])
+            n_static += len(opts)
+        node_couplings.parts[nf.node.name] = (nf.slots, tuple(chosen_rel))
+        if any(r.reductions for r in chosen_rel):
             reducing.add(nf.node.name)
-    rules_used = {nf.node.name: nf.entry for nf in nodes if nf.entry is not None}
     return CouplingResult(table, labels, ncomp, comp_pinned, comp_reason, comp_reduced, comp_red_reason,
-                          reasons.items, pinned, chosen, iterations, node_couplings, reducing, rules_used,
+                          reasons, pinned, chosen, iterations, node_couplings, reducing, ev.entries,
                           comp_pin_atom)
 
 
@@ -387,13 +604,17 @@ class _NodeCouplings(Mapping[str, list[Coupling]]):
 
     def __init__(self, table: AtomTable) -> None:
         self.table = table
-        self.parts: dict[str, list[_Compiled]] = {}
+        self.parts: dict[str, tuple[list[int], tuple[_Relative, ...]]] = {}
         self._made: dict[str, list[Coupling]] = {}
 
     def __getitem__(self, name: str) -> list[Coupling]:
         made = self._made.get(name)
         if made is None:
-            made = self._made[name] = [c for p in self.parts[name] for c in p.couplings(self.table)]
+            slots, rels = self.parts[name]
+            value, axis = self.table.slot_value, self.table.slot_axis
+            made = self._made[name] = [
+                Coupling(Slot(value[slots[la]], axis[slots[la]]), Slot(value[slots[lb]], axis[slots[lb]]), m)
+                for rel in rels for la, lb, m in rel.couplings]
         return made
 
     def __iter__(self) -> Iterator[str]:
@@ -403,48 +624,14 @@ class _NodeCouplings(Mapping[str, list[Coupling]]):
         return len(self.parts)
 
 
-def _solve(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int] | None, table: AtomTable,
-           reasons: _Reasons, io_pins: list[tuple[np.ndarray, int, int]]
+def _solve(facts: _Facts, table: AtomTable
            ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Components for one configuration of the alternatives. With `choice=None` (the neutral
-    configuration) no alternative is applied and no slot an alternative mentions is auto-pinned."""
-    ea: list[np.ndarray] = []
-    eb: list[np.ndarray] = []
-    pins: list[tuple[np.ndarray, int, int]] = list(io_pins)
-    reds: list[tuple[np.ndarray, int]] = []
-    ident: list[int] = []
-    for i, nf in enumerate(nodes):
-        if not nf.choices:  # the common case: the same facts in every configuration
-            p = nf.static
-            if p.edges:
-                ea += [a for a, _ in p.edges]
-                eb += [b for _, b in p.edges]
-            ident += p.ident
-            pins += p.pins
-            reds += p.reductions
-            if nf.auto_pins is None:
-                nf.auto_pins = _unmentioned_pins(nf, p.mentioned, table, reasons)
-            pins += nf.auto_pins
-            continue
-        if choice is None:
-            parts = [nf.static]
-        else:
-            parts = [nf.static] + [opts[choice[(i, c)]] for c, (opts, _) in enumerate(nf.choices)]
-        mentioned: set[int] = set()
-        if choice is None:
-            mentioned = {sid for opts, _ in nf.choices for o in opts for sid in o.mentioned}
-        for p in parts:
-            for a, b in p.edges:
-                ea.append(a)
-                eb.append(b)
-            ident += p.ident
-            pins += p.pins
-            reds += p.reductions
-            mentioned |= p.mentioned
-        pins += _unmentioned_pins(nf, mentioned, table, reasons)
+    """Components of atoms under `facts`, and what pins and reductions say of each."""
     n = table.total
-    if ident:  # aligned ranges: atom a0+k ~ b0+k for k < count, expanded in one go
-        sa, sb, count = np.asarray(ident, dtype=np.int64).reshape(-1, 3).T
+    ea = [a for a, _ in facts.edges]
+    eb = [b for _, b in facts.edges]
+    if facts.ident:  # aligned ranges: atom a0+k ~ b0+k for k < count, expanded in one go
+        sa, sb, count = np.concatenate(facts.ident).reshape(-1, 3).T
         offset = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
         ea.append(np.repeat(table.slot_start[sa], count) + offset)
         eb.append(np.repeat(table.slot_start[sb], count) + offset)
@@ -457,36 +644,25 @@ def _solve(nodes: list[_NodeFacts], choice: dict[tuple[int, int], int] | None, t
     comp_pinned = np.zeros(ncomp, dtype=bool)
     comp_reason = np.full(ncomp, -1, dtype=np.int64)
     comp_pin_atom = np.full(ncomp, -1, dtype=np.int64)
-    for atoms, rid, _ in sorted(pins, key=lambda p: p[2]):
-        if len(atoms):
-            comps = labels[atoms]
-            comp_pinned[comps] = True
-            comp_reason[comps] = rid
-            comp_pin_atom[comps] = atoms
+    if facts.pins:
+        atoms, rid, prio, seq = (np.concatenate(x) for x in zip(*facts.pins))
+        # by priority, then in stated order: a later pin's reason wins (a stable sort keeps the
+        # order of atoms within a pin)
+        order = np.lexsort((seq, prio))
+        atoms, rid = atoms[order], rid[order]
+        comps = labels[atoms]
+        comp_pinned[comps] = True
+        comp_reason[comps] = rid
+        comp_pin_atom[comps] = atoms
     comp_reduced = np.zeros(ncomp, dtype=bool)
     comp_red_reason = np.full(ncomp, -1, dtype=np.int64)
-    for atoms, rid in reds:
-        if len(atoms):
-            comps = labels[atoms]
-            comp_reduced[comps] = True
-            comp_red_reason[comps] = rid
+    if facts.reductions:
+        atoms, rid, seq = (np.concatenate(x) for x in zip(*facts.reductions))
+        order = np.argsort(seq, kind="stable")
+        comps = labels[atoms[order]]
+        comp_reduced[comps] = True
+        comp_red_reason[comps] = rid[order]
     return labels, ncomp, comp_pinned, comp_reason, comp_reduced, comp_red_reason, comp_pin_atom
-
-
-def _unmentioned_pins(nf: _NodeFacts, mentioned: set[int] | frozenset, table: AtomTable,
-                      reasons: _Reasons) -> list[tuple[np.ndarray, int, int]]:
-    """Pins of the node's axes that no fact mentions: an op nobody described passes nothing."""
-    out = []
-    for sid in nf.slots:
-        if sid in mentioned:
-            continue
-        if nf.declined is not None:
-            rid, prio = reasons.id(f"{nf.declined} (at '{nf.node.name}')"), DECLINED
-        else:
-            rid, prio = reasons.id(f"'{nf.node.op}' does not pass channels along axis "
-                                   f"{table.slot_axis[sid]} of '{table.slot_value[sid]}'"), AUTO
-        out.append((table.atoms(sid), rid, prio))
-    return out
 
 
 def _open_channels(option: _Compiled, labels: np.ndarray, closed: np.ndarray, table: AtomTable) -> int:
@@ -511,7 +687,7 @@ def _closed(sol: tuple, avoid: np.ndarray, state: np.ndarray) -> np.ndarray:
     return closed | ~useful
 
 
-def _contract(nodes: list[_NodeFacts], keys: list[tuple[int, int]], labels: np.ndarray,
+def _contract(nodes: Mapping[int, _NodeFacts], keys: list[tuple[int, int]], labels: np.ndarray,
               table: AtomTable) -> list[Choice]:
     """Each choice's options as pairs and pins of components of the neutral solve."""
     out: list[Choice] = []

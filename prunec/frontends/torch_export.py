@@ -50,7 +50,8 @@ def eval_mode(model: torch.nn.Module, index: ModelIndex | None = None) -> Iterat
         yield
     finally:
         for m, flag in flags:
-            m.training = flag
+            if m.training is not flag:  # Module.__setattr__ is slow: write only what changed
+                m.training = flag
 
 
 _OP_KEYS: dict[Any, str] = {}
