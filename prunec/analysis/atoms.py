@@ -21,13 +21,19 @@ class AtomTable:
         self.slot_value: list[str] = []
         self.slot_axis: list[int] = []
         sizes: list[int] = []
+        state: list[int] = []
         for v in graph.values():
-            self.value_slot0[v.name] = len(sizes)
+            first = len(sizes)
+            self.value_slot0[v.name] = first
             self.value_rank[v.name] = len(v.shape)
             self.slot_value += [v.name] * len(v.shape)
             self.slot_axis += range(len(v.shape))
             sizes += v.shape
+            if v.is_state:
+                state += range(first, len(sizes))
         self.slot_size = np.asarray(sizes, dtype=np.int64)
+        self.state_slots = np.asarray(state, dtype=np.int64)
+        """Slot ids of every axis of every parameter and buffer, in definition order."""
         ends = np.cumsum(self.slot_size)
         self.slot_start = ends - self.slot_size
         self.total = int(ends[-1]) if len(ends) else 0

@@ -540,7 +540,7 @@ def analyse_couplings(graph: Graph, registry: RuleRegistry, *, strict: bool = Fa
     fixed = base.merged(*(_special_facts(nf, {}, table, reasons) for nf in declined))
 
     avoid_atoms = avoid if avoid is not None else np.zeros(0, dtype=np.int64)
-    state_atoms, _ = table.atoms_of_slots([s for v in graph.state_values() for s in table.slots_of(v)])
+    state_atoms, _ = table.atoms_of_slots(table.state_slots)
     keys = [(i, c) for i, nf in special.items() for c in range(len(nf.choices))]
     with_choices = [nf for nf in special.values() if nf.choices]
 

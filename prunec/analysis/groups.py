@@ -131,7 +131,7 @@ def sorted_unique(a: np.ndarray) -> np.ndarray:
 def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], list[PinnedParam]]:
     """Partition the unpinned components holding parameter atoms into groups."""
     table, labels = result.atoms, result.labels
-    state_slots = np.asarray([s for v in graph.state_values() for s in table.slots_of(v)], dtype=np.int64)
+    state_slots = table.state_slots
     if not len(state_slots):
         return [], []
     atoms, slot_of = table.atoms_of_slots(state_slots)
@@ -151,7 +151,9 @@ def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], lis
     new_comp = np.concatenate([[True], pairs[0][1:] != pairs[0][:-1]])
     ucomps = pairs[0][new_comp]
     comp_local = np.cumsum(new_comp) - 1
-    uslots = sorted_unique(pairs[1])
+    present = np.zeros(nslots, dtype=bool)
+    present[pairs[1]] = True
+    uslots = np.flatnonzero(present)
     slot_map = np.zeros(nslots, dtype=np.int64)
     slot_map[uslots] = np.arange(len(uslots))
     slot_local = slot_map[pairs[1]]
@@ -191,35 +193,30 @@ def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], lis
     reduced_chan = result.comp_reduced[chan_c]
     any_reduced = np.add.reduceat(reduced_chan.astype(np.int64), g_lo) > 0 if len(g_lo) else np.zeros(0, bool)
 
-    # one member per (group, slot) run of the sorted atoms
+    # one member per (group, slot) run of the sorted atoms; runs come group by group, in the order
+    # of g_lo (both sorted by group number)
     run = np.flatnonzero((np.diff(g_of_atom) != 0) | (np.diff(slot_of) != 0)) + 1
-    run_lo = np.concatenate([[0], run]).tolist()
-    run_hi = np.concatenate([run, [len(atoms)]]).tolist()
+    run_lo = np.concatenate([[0], run])
+    run_hi = np.concatenate([run, [len(atoms)]])
+    run_slot = slot_of[run_lo]
     index_of = (atoms - table.slot_start[slot_of]).tolist()
-    run_group = g_of_atom[run_lo].tolist()
-    run_slot = slot_of[run_lo].tolist()
-    param_of_slot: dict[int, str] = {}
+    run_bounds = np.flatnonzero(np.diff(g_of_atom[run_lo])) + 1
+    group_runs = zip(np.concatenate([[0], run_bounds]).tolist(), np.concatenate([run_bounds, [len(run_lo)]]).tolist())
+    param_of_slot = {sid: str(graph.value(table.slot_value[sid]).param) for sid in set(run_slot.tolist())}
+    axis_of = table.slot_axis
+    members = [Slice(param_of_slot[sid], axis_of[sid], tuple(index_of[lo:hi]))
+               for sid, lo, hi in zip(run_slot.tolist(), run_lo.tolist(), run_hi.tolist())]
+    channels = [channel[lo:hi] for lo, hi in zip(run_lo.tolist(), run_hi.tolist())]
     groups: list[Group] = []
-    k = 0
-    for gi, (lo_c, hi_c) in enumerate(zip(g_lo.tolist(), g_hi.tolist())):
-        g = int(chan_g[lo_c])
-        members: list[Slice] = []
-        chan_of: list[np.ndarray] = []
-        while k < len(run_lo) and run_group[k] == g:
-            sid, lo, hi = run_slot[k], run_lo[k], run_hi[k]
-            param = param_of_slot.get(sid)
-            if param is None:
-                param = param_of_slot[sid] = str(graph.value(table.slot_value[sid]).param)
-            members.append(Slice(param, table.slot_axis[sid], tuple(index_of[lo:hi])))
-            chan_of.append(channel[lo:hi])
-            k += 1
+    for (lo_c, hi_c, g, reduced), (lo_r, hi_r) in zip(
+            zip(g_lo.tolist(), g_hi.tolist(), chan_g[g_lo].tolist(), any_reduced.tolist()), group_runs):
         seg_comps = chan_c[lo_c:hi_c]
         notes: tuple[str, ...] = ()
-        if any_reduced[gi]:
+        if reduced:
             red = reduced_chan[lo_c:hi_c]
             notes = tuple(dict.fromkeys(result.reasons[r] for r in result.comp_reduce_reason[seg_comps[red]]))
-        groups.append(Group(renumber[g], tuple(members), hi_c - lo_c, not bool(any_reduced[gi]), notes,
-                            tuple(chan_of), seg_comps))
+        groups.append(Group(renumber[g], tuple(members[lo_r:hi_r]), hi_c - lo_c, not reduced, notes,
+                            tuple(channels[lo_r:hi_r]), seg_comps))
     groups.sort(key=lambda gr: gr.id)
     return groups, pinned_params
 
