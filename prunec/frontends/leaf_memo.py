@@ -142,6 +142,8 @@ class TemplateCall:
     other: Any
     written_inputs: tuple[int, ...]
     """Argument leaves the op writes into (an in-place op on an input)."""
+    flat: bool = False
+    """No keyword arguments and no list arguments: each argument is a Slot or a plain value."""
 
 
 @dataclass(frozen=True)
@@ -220,8 +222,9 @@ def build_template(calls: list[Any], meta: dict[int, tuple[tuple[int, ...], torc
             new[r] = len(new_meta)
             new_meta.append((size, dtype))
             outs.append(new[r])
+        flat = not kwargs and not any(isinstance(a, (list, tuple)) for a in args)
         out_calls.append(TemplateCall(c.target, args, kwargs, base_name(c.target), tuple(outs), c.sequence,
-                                      c.other, written))  # type: ignore[arg-type]
+                                      c.other, written, flat))  # type: ignore[arg-type]
     out_leaves_, out_spec = pytree.tree_flatten(out)
     ids = {id(x): i for i, x in enumerate(leaves) if isinstance(x, torch.Tensor)}
     out_leaves = []

@@ -24,6 +24,7 @@ import inspect
 import operator
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,35 @@ except ImportError:  # pragma: no cover - older or newer torch: the export front
 
 class NotRecordable(Exception):
     """The model cannot be recorded faithfully; trace it with torch.export instead."""
+
+
+class RefMap:
+    """Tensor -> ref, by identity, without keeping the tensor alive (torch's WeakIdKeyDictionary,
+    minus its per-lookup key objects). An entry whose tensor died is a miss, also when a new
+    tensor took over its id."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[int, weakref.ref]] = {}
+
+    def get(self, t: torch.Tensor, default: int | None = None) -> int | None:
+        """The ref of `t`, or `default`."""
+        e = self._entries.get(id(t))
+        return e[0] if e is not None and e[1]() is t else default
+
+    def __getitem__(self, t: torch.Tensor) -> int:
+        e = self._entries.get(id(t))
+        if e is None or e[1]() is not t:
+            raise KeyError(t)
+        return e[0]
+
+    def __setitem__(self, t: torch.Tensor, ref: int) -> None:
+        self._entries[id(t)] = (ref, weakref.ref(t))
+
+    def __contains__(self, t: object) -> bool:
+        e = self._entries.get(id(t))
+        return e is not None and e[1]() is t
 
 
 class Ref:
@@ -349,17 +379,22 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
         computed."""
         rec = self.rec
         new: list[int] = []
+        resolve, slot_type = self._resolve, leaf_memo.Slot
 
         def to_ref(slot: leaf_memo.Slot) -> Ref:
-            return Ref(self._resolve(slot, module, in_refs, new))
+            return Ref(resolve(slot, module, in_refs, new))
 
         modules = tuple(self.modules)
         for c in template.calls:
             for j in c.written_inputs:
                 if self._protected(in_refs[j]):
                     raise NotRecordable(f"{c.target} writes into a model input or state tensor")
-            args = map_args(c.args, leaf_memo.Slot, to_ref)
-            kwargs = {k: map_args(v, leaf_memo.Slot, to_ref) for k, v in c.kwargs.items()} if c.kwargs else {}
+            if c.flat:
+                args = tuple([Ref(resolve(a, module, in_refs, new)) if type(a) is slot_type else a for a in c.args])
+                kwargs: dict[str, Any] = {}
+            else:
+                args = map_args(c.args, slot_type, to_ref)
+                kwargs = {k: map_args(v, slot_type, to_ref) for k, v in c.kwargs.items()} if c.kwargs else {}
             name = self.namespace.create_name(c.base_name, None)
             outs: list[int | None] = []
             for k in c.outs:
@@ -677,10 +712,8 @@ def record(model: torch.nn.Module, inputs: ExampleInputs, *, memo: bool = True,
 def _record(model: torch.nn.Module, inputs: ExampleInputs, index: ModelIndex | None = None, *,
             memo: bool) -> tuple[RecordedProgram, Any, bool]:
     from torch._dispatch.python import enable_python_dispatcher
-    from torch.utils.weak import WeakIdKeyDictionary
-
     rec = Recording(arg_names=_input_names(model, inputs))
-    ref_of: Any = WeakIdKeyDictionary()
+    ref_of = RefMap()
     index = index or ModelIndex.of(model)
     state = {id(t): n for n, t in [*index.parameters, *index.buffers]}
 
