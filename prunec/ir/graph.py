@@ -99,6 +99,8 @@ class Graph:
         self._consumers: dict[str, list[tuple[str, str]]] = {}
         self.graph_inputs: list[str] = []
         self.graph_outputs: list[str] = []
+        self._read_before_defined = False
+        """Some op was added after an op reading one of its outputs (lint then checks every op)."""
 
     # -- construction --------------------------------------------------------------------------
     def add_value(self, value: Value) -> Value:
@@ -134,6 +136,8 @@ class Graph:
         for port, vname in inputs:
             self._consumers[vname].append((op.name, port))
         for vname in outputs:
+            if self._consumers[vname]:
+                self._read_before_defined = True
             self._producer[vname] = op.name
         self._g = None
         return op
@@ -211,13 +215,13 @@ class Graph:
 
     def lint(self) -> None:
         """Check structural invariants; raise IRError naming the first broken one."""
-        defined: set[str] = {v.name for v in self._values.values() if v.name not in self._producer}
-        for op in self._ops:
-            for port, v in self._input_values[op.name]:
-                vname = v.name
-                if vname not in defined:
-                    raise IRError(f"op {op.name!r} reads {vname!r} on port {port!r} before it is defined")
-            defined.update(v.name for v in self._output_values[op.name])
+        if self._read_before_defined:  # else every op was added after the producers of its inputs
+            defined: set[str] = {v.name for v in self._values.values() if v.name not in self._producer}
+            for op in self._ops:
+                for port, v in self._input_values[op.name]:
+                    if v.name not in defined:
+                        raise IRError(f"op {op.name!r} reads {v.name!r} on port {port!r} before it is defined")
+                defined.update(v.name for v in self._output_values[op.name])
         for name in self.graph_outputs:
             if name not in self._values:
                 raise IRError(f"graph output {name!r} is not a value of the graph")

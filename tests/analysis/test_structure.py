@@ -238,3 +238,33 @@ def test_networkx_view_has_every_op_value_and_port():
     conv = next(op for op in graph.ops() if op.op == "aten::conv2d")
     ports = sorted(k for _, _, k in g.in_edges(("op", conv.name), keys=True))
     assert ports == ["bias", "input", "weight"]
+
+
+def test_lint_finds_an_op_reading_a_value_before_its_producer():
+    """Graph.lint(): ops added in order pass; an op added before the producer of its input, or one
+    reading its own output, is named."""
+    import pytest
+
+    from prunec.errors import IRError
+    from prunec.ir.graph import Graph, OpNode, Value
+
+    def graph(order: list[str]) -> Graph:
+        g = Graph()
+        for name in ("x", "a", "b"):
+            g.add_value(Value(name, (2,), "torch.float32"))
+        ops = {"f": (OpNode("f", "relu"), [("in", "x")], ["a"]),
+               "g": (OpNode("g", "relu"), [("in", "a")], ["b"]),
+               "h": (OpNode("h", "relu"), [("in", "b")], ["b2"])}
+        g.add_value(Value("b2", (2,), "torch.float32"))
+        for name in order:
+            g.add_op(*ops[name])
+        return g
+
+    graph(["f", "g", "h"]).lint()
+    with pytest.raises(IRError, match="op 'g' reads 'a' on port 'in' before it is defined"):
+        graph(["g", "f", "h"]).lint()
+    own = Graph()
+    own.add_value(Value("y", (2,), "torch.float32"))
+    own.add_op(OpNode("loop", "relu"), [("in", "y")], ["y"])
+    with pytest.raises(IRError, match="op 'loop' reads 'y'"):
+        own.lint()
