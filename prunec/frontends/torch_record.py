@@ -566,13 +566,88 @@ def _autocast_on() -> bool:
         return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
 
 
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _has_forward_hooks(index: ModelIndex) -> bool:
+    """Whether torch or a model module has forward (pre-)hooks: their ops run inside the module's
+    call but outside its forward."""
+    from torch.nn.modules import module as torch_module
+
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks or isinstance(m, torch.jit.ScriptModule)
+               for _, m in index.modules)
+
+
 @contextlib.contextmanager
-def _module_stack(index: ModelIndex) -> Iterator[list[tuple[str, str]]]:
-    """The (path, class) of every model submodule whose forward is running, outermost first."""
-    paths = {id(m): name for name, m in index.modules if name}
+def _instrumented(index: ModelIndex, stack: list[tuple[str, str]],
+                  recorder: _Recorder | None) -> Iterator[None]:
+    """Keep `stack` as the (path, class) of every model submodule whose call is running, outermost
+    first, and with a recorder, route the forward of every torch.nn leaf module through its memo.
+
+    Each named submodule's forward is shadowed by an instance attribute (restored on exit). When
+    hooks run ops around some forward, global module hooks keep the stack instead (slower: every
+    module call then takes torch's hook path). Calls from other threads run the module's own
+    forward and do not touch the stack.
+    """
     thread = threading.get_ident()
-    classes: dict[type, str] = {}
-    stack: list[tuple[str, str]] = []
+    by_hooks = _has_forward_hooks(index)
+    shadowed: list[tuple[torch.nn.Module, Any]] = []
+    handles = []
+    try:
+        if by_hooks:
+            handles = _stack_hooks(index, stack, thread)
+        for path, module in index.modules:
+            memo = recorder is not None and leaf_memo.memoizable(module)
+            if not path or (by_hooks and not memo):
+                continue
+            original = module.forward
+            entry = None if by_hooks else (path, _class_name(type(module)))
+            shadowed.append((module, module.__dict__.get("forward", _NOT_SET)))
+            module.__dict__["forward"] = _shadow(module, original, entry, stack, recorder if memo else None, thread)
+        yield
+    finally:
+        for module, before in shadowed:
+            if before is _NOT_SET:
+                module.__dict__.pop("forward", None)
+            else:
+                module.__dict__["forward"] = before
+        for h in handles:
+            h.remove()
+
+
+_NOT_SET = object()
+
+
+def _shadow(module: torch.nn.Module, original: Any, entry: tuple[str, str] | None,
+            stack: list[tuple[str, str]], recorder: _Recorder | None, thread: int) -> Callable[..., Any]:
+    """The forward shadowing `module.forward` during a recording."""
+    if entry is None:  # the stack is kept by hooks: only the memo
+        def memo_forward(*args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() != thread:
+                return original(*args, **kwargs)
+            return recorder.memo_call(module, original, args, kwargs)  # type: ignore[union-attr]
+        return memo_forward
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        if threading.get_ident() != thread:  # another thread running the model meanwhile
+            return original(*args, **kwargs)
+        stack.append(entry)
+        try:
+            if recorder is not None:
+                return recorder.memo_call(module, original, args, kwargs)
+            return original(*args, **kwargs)
+        finally:
+            stack.pop()
+    return forward
+
+
+def _stack_hooks(index: ModelIndex, stack: list[tuple[str, str]], thread: int) -> list[Any]:
+    """Global module hooks keeping the module stack (pushed before any pre-hook of the module runs,
+    popped after its forward hooks)."""
+    paths = {id(m): name for name, m in index.modules if name}
     pushed: list[bool] = []
 
     def pre(module: torch.nn.Module, args: Any) -> None:
@@ -581,10 +656,7 @@ def _module_stack(index: ModelIndex) -> Iterator[list[tuple[str, str]]]:
         path = paths.get(id(module))
         pushed.append(path is not None)
         if path is not None:
-            cls = type(module)
-            if cls not in classes:
-                classes[cls] = f"{cls.__module__}.{cls.__qualname__}"
-            stack.append((path, classes[cls]))
+            stack.append((path, _class_name(type(module))))
 
     def post(module: torch.nn.Module, args: Any, out: Any) -> None:
         if threading.get_ident() != thread:
@@ -592,13 +664,8 @@ def _module_stack(index: ModelIndex) -> Iterator[list[tuple[str, str]]]:
         if pushed and pushed.pop():
             stack.pop()
 
-    h1 = torch.nn.modules.module.register_module_forward_pre_hook(pre)
-    h2 = torch.nn.modules.module.register_module_forward_hook(post, always_call=True)
-    try:
-        yield stack
-    finally:
-        h1.remove()
-        h2.remove()
+    return [torch.nn.modules.module.register_module_forward_pre_hook(pre),
+            torch.nn.modules.module.register_module_forward_hook(post, always_call=True)]
 
 
 @contextlib.contextmanager
@@ -752,42 +819,16 @@ def _record(model: torch.nn.Module, inputs: ExampleInputs, index: ModelIndex | N
         stack.enter_context(_mha_fastpath_off())
         stack.enter_context(_refuse_user_autograd_functions())
         stack.enter_context(_refuse_data_escapes())
-        modules = stack.enter_context(_module_stack(index))
+        modules: list[tuple[str, str]] = []
         stack.enter_context(enable_python_dispatcher())
         recorder = _Recorder(rec, ref_of, attr_ref, modules, memo=memo)
         stack.enter_context(recorder)
-        if memo:
-            stack.enter_context(_memoized_leaves(index, recorder))
+        stack.enter_context(_instrumented(index, modules, recorder if memo else None))
         out = inputs.call(model)
 
     out_leaves, rec.out_spec = pytree.tree_flatten(out)
     rec.outputs = [recorder._ref(leaf) for leaf in out_leaves]
     return RecordedProgram(rec), out, recorder.skipped
-
-
-@contextlib.contextmanager
-def _memoized_leaves(index: ModelIndex, recorder: _Recorder) -> Iterator[None]:
-    """Route the forward of every torch.nn leaf module of the model through the recorder's memo (an
-    instance attribute shadowing the class's forward, removed on exit). Calls from other threads
-    run the module's own forward."""
-    thread = threading.get_ident()
-    patched = []
-    try:
-        for _, module in index.modules:
-            if leaf_memo.memoizable(module):
-                original = module.forward
-
-                def forward(*args: Any, _m: torch.nn.Module = module, _f: Any = original, **kwargs: Any) -> Any:
-                    if threading.get_ident() != thread:  # another thread running the model meanwhile
-                        return _f(*args, **kwargs)
-                    return recorder.memo_call(_m, _f, args, kwargs)
-
-                module.__dict__["forward"] = forward
-                patched.append(module)
-        yield
-    finally:
-        for module in patched:
-            module.__dict__.pop("forward", None)
 
 
 def replay(program: RecordedProgram, inputs: ExampleInputs) -> Any:

@@ -205,3 +205,34 @@ def test_multihead_attention_records_its_projections():
     ops = {op.op for op in analysis.graph.ops()}
     assert "aten::_native_multi_head_attention" not in ops and "aten::linear" in ops
     assert torch.backends.mha.get_fastpath_enabled() == before
+
+
+class TwoStage(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(4, 2, 1))
+
+    def forward(self, x):
+        return self.head(self.conv(x))
+
+
+@pytest.mark.parametrize("hooked", [False, True])
+def test_module_origins_match_export_with_and_without_forward_hooks(hooked):
+    """Ops are attributed to the innermost running submodule, as torch.export does; a forward
+    pre-hook's op belongs to its module. The model's forwards are left as they were (an instance
+    forward the user set included)."""
+    model = TwoStage().eval()
+    conv_forward = model.conv.forward
+    model.conv.forward = conv_forward  # an instance attribute of the user's own
+    if hooked:
+        model.head.register_forward_pre_hook(lambda module, args: (args[0] * 2,))
+    rec = prunec.analyze(model, X, tracer="record")
+    exp = prunec.analyze(model, X, tracer="export")
+    assert _ops(rec) == _ops(exp)
+    origins = [(op.op, op.origin) for op in rec.graph.ops()]
+    expected = [("aten::conv2d", "conv")] + [("aten::mul", "head")] * hooked + [
+        ("aten::relu", "head.0"), ("aten::conv2d", "head.1")]
+    assert origins == expected
+    assert model.conv.__dict__["forward"] is conv_forward
+    assert all("forward" not in m.__dict__ for name, m in model.named_modules() if name != "conv")
