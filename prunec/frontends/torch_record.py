@@ -390,7 +390,8 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
                 if self._protected(in_refs[j]):
                     raise NotRecordable(f"{c.target} writes into a model input or state tensor")
             if c.flat:
-                args = tuple([Ref(resolve(a, module, in_refs, new)) if type(a) is slot_type else a for a in c.args])
+                args = tuple([Ref(resolve(a, module, in_refs, new)) if type(a) is slot_type else a
+                              for a in c.args])
                 kwargs: dict[str, Any] = {}
             else:
                 args = map_args(c.args, slot_type, to_ref)
@@ -606,7 +607,8 @@ def _instrumented(index: ModelIndex, stack: list[tuple[str, str]],
             original = module.forward
             entry = None if by_hooks else (path, _class_name(type(module)))
             shadowed.append((module, module.__dict__.get("forward", _NOT_SET)))
-            module.__dict__["forward"] = _shadow(module, original, entry, stack, recorder if memo else None, thread)
+            own = recorder if memo else None
+            module.__dict__["forward"] = _shadow(module, original, entry, stack, own, thread)
         yield
     finally:
         for module, before in shadowed:
