@@ -12,10 +12,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-
 from prunec.analysis.atoms import AtomTable
+from prunec.analysis.components import atom_components
 from prunec.analysis.choices import Choice, Option, choose, first_open
 from prunec.errors import UnsupportedOpError
 from prunec.ir.graph import Graph, OpNode, Value, ValueKind
@@ -627,19 +625,10 @@ class _NodeCouplings(Mapping[str, list[Coupling]]):
 def _solve(facts: _Facts, table: AtomTable
            ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Components of atoms under `facts`, and what pins and reductions say of each."""
-    n = table.total
-    ea = [a for a, _ in facts.edges]
-    eb = [b for _, b in facts.edges]
-    if facts.ident:  # aligned ranges: atom a0+k ~ b0+k for k < count, expanded in one go
-        sa, sb, count = np.concatenate(facts.ident).reshape(-1, 3).T
-        offset = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
-        ea.append(np.repeat(table.slot_start[sa], count) + offset)
-        eb.append(np.repeat(table.slot_start[sb], count) + offset)
-    a = np.concatenate(ea) if ea else np.zeros(0, dtype=np.int64)
-    b = np.concatenate(eb) if eb else np.zeros(0, dtype=np.int64)
-    graph_m = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
-    ncomp, labels = connected_components(graph_m, directed=False)
-    labels = labels.astype(np.int64)
+    ident = np.concatenate(facts.ident).reshape(-1, 3) if facts.ident else np.zeros((0, 3), np.int64)
+    a = np.concatenate([x for x, _ in facts.edges]) if facts.edges else np.zeros(0, dtype=np.int64)
+    b = np.concatenate([y for _, y in facts.edges]) if facts.edges else np.zeros(0, dtype=np.int64)
+    ncomp, labels = atom_components(table.slot_start, table.slot_size, table.total, ident, a, b)
 
     comp_pinned = np.zeros(ncomp, dtype=bool)
     comp_reason = np.full(ncomp, -1, dtype=np.int64)

@@ -11,9 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-
+from prunec.analysis.components import components
 from prunec.analysis.coupling import CouplingResult
 from prunec.ir.graph import Graph
 
@@ -158,8 +156,7 @@ def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], lis
     slot_map[uslots] = np.arange(len(uslots))
     slot_local = slot_map[pairs[1]]
     n = len(ucomps) + len(uslots)
-    bip = coo_matrix((np.ones(pairs.shape[1], np.int8), (comp_local, len(ucomps) + slot_local)), shape=(n, n))
-    _, glabel = connected_components(bip, directed=False)
+    _, glabel = components(n, comp_local, len(ucomps) + slot_local)
     group_of_comp = np.full(result.num_components, -1, dtype=np.int64)
     group_of_comp[ucomps] = glabel[: len(ucomps)]
 
