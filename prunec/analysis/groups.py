@@ -141,79 +141,68 @@ def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], lis
     if len(atoms) == 0:
         return [], pinned_params
 
-    # comps sharing a parameter slot belong to one group: components of the comp-slot graph
-    nslots = len(table.slot_start)
-    code = sorted_unique(comp * nslots + slot_of)  # one int per (comp, slot) pair
-    pairs = np.stack([code // nslots, code % nslots])
-    # code is sorted with the component as its major key: number components by run, slots by a map
-    new_comp = np.concatenate([[True], pairs[0][1:] != pairs[0][:-1]])
-    ucomps = pairs[0][new_comp]
-    comp_local = np.cumsum(new_comp) - 1
-    present = np.zeros(nslots, dtype=bool)
-    present[pairs[1]] = True
-    uslots = np.flatnonzero(present)
-    slot_map = np.zeros(nslots, dtype=np.int64)
-    slot_map[uslots] = np.arange(len(uslots))
-    slot_local = slot_map[pairs[1]]
-    n = len(ucomps) + len(uslots)
-    _, glabel = components(n, comp_local, len(ucomps) + slot_local)
-    group_of_comp = np.full(result.num_components, -1, dtype=np.int64)
-    group_of_comp[ucomps] = glabel[: len(ucomps)]
+    # every slot lies in one group (the comps sharing a slot are one group): the free atoms of a
+    # slot are one contiguous, ascending segment of `atoms`
+    seg_lo = np.flatnonzero(np.concatenate([[True], slot_of[1:] != slot_of[:-1]]))
+    seg_hi = np.concatenate([seg_lo[1:], [len(atoms)]])
+    seg_slot = slot_of[seg_lo]
+    nseg, nslots, ncomp = len(seg_lo), len(table.slot_start), result.num_components
+    seg_of_slot = np.full(nslots, -1, dtype=np.int64)
+    seg_of_slot[seg_slot] = np.arange(nseg)
 
-    # channel order inside a group: by the first atom of each component
-    first_atom = np.full(result.num_components, np.iinfo(np.int64).max, dtype=np.int64)
+    # join the segments each comp touches; a comp's group is that of any of its segments
+    code = sorted_unique(comp * nslots + slot_of)  # one int per (comp, slot) pair, comp-major
+    pair_comp, pair_seg = code // nslots, seg_of_slot[code % nslots]
+    new_comp = np.concatenate([[True], pair_comp[1:] != pair_comp[:-1]])
+    ucomps, comp_seg = pair_comp[new_comp], pair_seg[new_comp]
+    first_seg = comp_seg[np.cumsum(new_comp) - 1]
+    join = sorted_unique((first_seg * nseg + pair_seg)[first_seg != pair_seg])
+    _, seg_group = components(nseg, join // nseg, join % nseg)
+    comp_group = seg_group[comp_seg]
+
+    # group ids follow the graph: by each group's first atom
+    first_atom = np.full(ncomp, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first_atom, comp, atoms)
-    g_of_atom = group_of_comp[comp]
-    # number groups by their first atom, so ids follow the graph's order
-    g_first = np.full(int(glabel.max()) + 1, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(g_first, glabel[: len(ucomps)], first_atom[ucomps])
-    present = sorted_unique(g_of_atom)
-    renumber = {int(g): i for i, g in enumerate(present[np.argsort(g_first[present], kind="stable")])}
-
-    sort = np.lexsort((atoms, slot_of, g_of_atom))
-    atoms, slot_of, comp, g_of_atom = atoms[sort], slot_of[sort], comp[sort], g_of_atom[sort]
+    ngroups = int(seg_group.max()) + 1
+    g_first = np.full(ngroups, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(g_first, comp_group, first_atom[ucomps])
+    renumber = np.empty(ngroups, dtype=np.int64)
+    renumber[np.argsort(g_first, kind="stable")] = np.arange(ngroups)
 
     # the channels of each group: its components, ordered by their first atom
-    ncomp = result.num_components
-    pair = sorted_unique(g_of_atom * ncomp + comp)
-    pair_g, pair_c = pair // ncomp, pair % ncomp
-    by_first = np.lexsort((first_atom[pair_c], pair_g))
-    chan_g, chan_c = pair_g[by_first], pair_c[by_first]
+    by_first = np.lexsort((first_atom[ucomps], comp_group))
+    chan_g, chan_c = comp_group[by_first], ucomps[by_first]
     g_bounds = np.flatnonzero(np.diff(chan_g)) + 1
     g_lo = np.concatenate([[0], g_bounds])
     g_hi = np.concatenate([g_bounds, [len(chan_g)]])
-    rank_of_pair = np.empty(len(pair), dtype=np.int64)
-    rank_of_pair[by_first] = np.arange(len(pair)) - np.repeat(g_lo, g_hi - g_lo)
     rank_of_comp = np.zeros(ncomp, dtype=np.int64)  # a component lies in exactly one group
-    rank_of_comp[pair_c] = rank_of_pair
+    rank_of_comp[chan_c] = np.arange(len(chan_c)) - np.repeat(g_lo, g_hi - g_lo)
     channel = rank_of_comp[comp]
     reduced_chan = result.comp_reduced[chan_c]
-    any_reduced = np.add.reduceat(reduced_chan.astype(np.int64), g_lo) > 0 if len(g_lo) else np.zeros(0, bool)
+    any_reduced = np.add.reduceat(reduced_chan.astype(np.int64), g_lo) > 0
 
-    # one member per (group, slot) run of the sorted atoms; runs come group by group, in the order
-    # of g_lo (both sorted by group number)
-    run = np.flatnonzero((np.diff(g_of_atom) != 0) | (np.diff(slot_of) != 0)) + 1
-    run_lo = np.concatenate([[0], run])
-    run_hi = np.concatenate([run, [len(atoms)]])
-    run_slot = slot_of[run_lo]
+    # one member per segment, in group order, then slot order
+    seg_order = np.lexsort((seg_slot, seg_group))
+    seg_bounds = np.flatnonzero(np.diff(seg_group[seg_order])) + 1
+    group_segs = zip(np.concatenate([[0], seg_bounds]).tolist(),
+                     np.concatenate([seg_bounds, [nseg]]).tolist())
     index_of = (atoms - table.slot_start[slot_of]).tolist()
-    run_bounds = np.flatnonzero(np.diff(g_of_atom[run_lo])) + 1
-    group_runs = zip(np.concatenate([[0], run_bounds]).tolist(), np.concatenate([run_bounds, [len(run_lo)]]).tolist())
-    param_of_slot = {sid: str(graph.value(table.slot_value[sid]).param) for sid in set(run_slot.tolist())}
+    values = {sid: graph.value(table.slot_value[sid]) for sid in seg_slot.tolist()}
     axis_of = table.slot_axis
-    members = [Slice(param_of_slot[sid], axis_of[sid], tuple(index_of[lo:hi]))
-               for sid, lo, hi in zip(run_slot.tolist(), run_lo.tolist(), run_hi.tolist())]
-    channels = [channel[lo:hi] for lo, hi in zip(run_lo.tolist(), run_hi.tolist())]
+    lo_hi = list(zip(seg_lo[seg_order].tolist(), seg_hi[seg_order].tolist()))
+    members = [Slice(str(values[sid].param), axis_of[sid], tuple(index_of[lo:hi]))
+               for sid, (lo, hi) in zip(seg_slot[seg_order].tolist(), lo_hi)]
+    channels = [channel[lo:hi] for lo, hi in lo_hi]
     groups: list[Group] = []
-    for (lo_c, hi_c, g, reduced), (lo_r, hi_r) in zip(
-            zip(g_lo.tolist(), g_hi.tolist(), chan_g[g_lo].tolist(), any_reduced.tolist()), group_runs):
+    for (lo_c, hi_c, g, reduced), (lo_s, hi_s) in zip(
+            zip(g_lo.tolist(), g_hi.tolist(), chan_g[g_lo].tolist(), any_reduced.tolist()), group_segs):
         seg_comps = chan_c[lo_c:hi_c]
         notes: tuple[str, ...] = ()
         if reduced:
             red = reduced_chan[lo_c:hi_c]
             notes = tuple(dict.fromkeys(result.reasons[r] for r in result.comp_reduce_reason[seg_comps[red]]))
-        groups.append(Group(renumber[g], tuple(members[lo_r:hi_r]), hi_c - lo_c, not reduced, notes,
-                            tuple(channels[lo_r:hi_r]), seg_comps))
+        groups.append(Group(int(renumber[g]), tuple(members[lo_s:hi_s]), hi_c - lo_c, not reduced, notes,
+                            tuple(channels[lo_s:hi_s]), seg_comps))
     groups.sort(key=lambda gr: gr.id)
     return groups, pinned_params
 
