@@ -34,9 +34,8 @@ class TracedTorch:
     """The traced program: an ExportedProgram, or a RecordedProgram (same `.module()` contract)."""
     inputs: ExampleInputs
     fx_to_value: dict[str, str] = field(default_factory=dict)
-    """fx node name -> IR value name (tied placeholders share one value)."""
-    state_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    """canonical state_dict name -> every state_dict name of the same tensor."""
+    """fx node name -> IR value name (tied placeholders share one value); filled by the export
+    frontend while it builds the IR (the recorded frontend names values as their fx nodes)."""
 
 
 @contextlib.contextmanager
@@ -171,52 +170,53 @@ def _trace_recorded(model: torch.nn.Module, inputs: ExampleInputs, index: ModelI
     order: dict[int, int] = {}
     for _, t in [*index.parameters, *index.buffers]:
         order.setdefault(id(t), len(order))
+    dtype_names: dict[Any, str] = {}
+
+    def dtype_name(dtype: Any) -> str:
+        text = dtype_names.get(dtype)
+        if text is None:
+            text = dtype_names[dtype] = str(dtype)
+        return text
+
     for ref, (_, tensor) in sorted(rec.attrs.items(), key=lambda kv: order.get(id(kv[1][1]), len(order))):
-        _add_state(rec.names[ref], rec.meta[ref], tensor, graph, traced, by_id)
+        shape, dtype = rec.meta[ref]
+        names = by_id.get(id(tensor))
+        if names is None:  # a tensor the model holds outside its state_dict
+            graph.add_value(Value(rec.names[ref], shape, dtype_name(dtype), ValueKind.CONSTANT))
+        else:
+            kind = ValueKind.PARAM if isinstance(tensor, torch.nn.Parameter) else ValueKind.BUFFER
+            graph.add_value(Value(rec.names[ref], shape, dtype_name(dtype), kind, param=names[0],
+                                  aliases=tuple(names[1:])))
     for name, ref, _ in rec.inputs:
         if ref is not None:
             shape, dtype = rec.meta[ref]
-            graph.add_value(Value(name, shape, str(dtype), ValueKind.INPUT))
+            graph.add_value(Value(name, shape, dtype_name(dtype), ValueKind.INPUT))
             graph.graph_inputs.append(name)
-            traced.fx_to_value[name] = name
+
+    names_of = rec.names
 
     def value_name(a: Any) -> str | None:
-        return rec.names[a.id] if isinstance(a, Ref) else None
+        return names_of[a.id] if type(a) is Ref else None
 
     for call in rec.calls:
         inputs_, attrs = split_args(call.target, call.args, call.kwargs, value_name, _same)
-        outs = [r for r in call.outs if r is not None]
-        if not outs and not inputs_:
+        outputs = [names_of[r] for r in call.outs if r is not None]
+        if not outputs and not inputs_:
             continue  # pure Python arithmetic
-        outputs = []
-        for r in outs:
-            shape, dtype = rec.meta[r]
-            graph.add_value(Value(rec.names[r], shape, str(dtype)))
-            traced.fx_to_value[rec.names[r]] = rec.names[r]
-            outputs.append(rec.names[r])
+        for r in call.outs:
+            if r is not None:
+                shape, dtype = rec.meta[r]
+                graph.add_value(Value(names_of[r], shape, dtype_name(dtype)))
         origin, cls = call.modules[-1] if call.modules else (None, None)
-        graph.add_op(OpNode(call.name, op_key(call.target), attrs, origin, cls, call.target), inputs_, outputs)
-    graph.graph_outputs.extend(rec.names[o.id] for o in rec.outputs if isinstance(o, Ref))
+        op = OpNode(call.name, op_key(call.target), attrs, origin, cls, call.target)
+        graph.add_op(op, inputs_, outputs)
+    graph.graph_outputs.extend(names_of[o.id] for o in rec.outputs if isinstance(o, Ref))
     graph.lint()
     return traced
 
 
 def _same(v: Any) -> Any:
     return v
-
-
-def _add_state(name: str, meta: tuple[tuple[int, ...], Any], tensor: torch.Tensor, graph: Graph,
-               traced: TracedTorch, by_id: dict[int, list[str]]) -> None:
-    """A recorded attribute: a parameter or persistent buffer (by state_dict name), else a constant."""
-    names = by_id.get(id(tensor))
-    if names is None:
-        kind, param, aliases = ValueKind.CONSTANT, None, ()
-    else:
-        kind = ValueKind.PARAM if isinstance(tensor, torch.nn.Parameter) else ValueKind.BUFFER
-        param, aliases = names[0], tuple(names[1:])
-        traced.state_aliases[param] = (param, *aliases)
-    graph.add_value(Value(name, meta[0], str(meta[1]), kind, param=param, aliases=aliases))
-    traced.fx_to_value[name] = name
 
 
 def _check_program_runs(model: torch.nn.Module, ep: torch.export.ExportedProgram,
@@ -393,7 +393,6 @@ def _add_placeholder(node: torch.fx.Node, spec: Any, graph: Graph, traced: Trace
         names = by_id.get(id(tensor), [target])
         target = names[0]  # canonical: the first state_dict name of a tied tensor
         aliases = tuple(names[1:])
-        traced.state_aliases[target] = (target, *aliases)
     graph.add_value(Value(node.name, _shape(val), str(val.dtype), vkind,
                           param=target if vkind != ValueKind.CONSTANT else None, aliases=aliases))
     traced.fx_to_value[node.name] = node.name
