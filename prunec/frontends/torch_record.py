@@ -247,8 +247,6 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
         self.input_refs = {r for _, r, _ in rec.inputs if r is not None}
         self._meta_state: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         """id of a meta twin -> (the twin, the real state tensor), during a meta run."""
-        self._state_refs: dict[tuple[int, str], tuple[torch.Tensor, int]] = {}
-        """(module id, state name) -> (the tensor, its ref), for template hits."""
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -295,10 +293,8 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
 
     def memo_call(self, module: torch.nn.Module, original: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Call a torch.nn leaf module's forward: from its template when one is known."""
-        if kwargs or not all(type(a) is torch.Tensor for a in args):
-            leaves = pytree.tree_leaves((args, kwargs))
-        else:
-            leaves = list(args)
+        one = not kwargs and len(args) == 1 and type(args[0]) is torch.Tensor  # the common call
+        leaves = [args[0]] if one else pytree.tree_leaves((args, kwargs))
         try:
             key = leaf_memo.key(module, leaves)
         except leaf_memo.Unkeyable:
@@ -306,8 +302,13 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
         template = self.templates.get(key, _UNSEEN)
         if template is None:
             return original(*args, **kwargs)
-        in_refs = [self.ref_of.get(x) if isinstance(x, torch.Tensor) else None for x in leaves]
-        if any(r is None and isinstance(x, torch.Tensor) for r, x in zip(in_refs, leaves)):
+        if one:
+            in_refs = [self.ref_of.get(args[0])]
+            off_record = in_refs[0] is None
+        else:
+            in_refs = [self.ref_of.get(x) if isinstance(x, torch.Tensor) else None for x in leaves]
+            off_record = any(r is None and isinstance(x, torch.Tensor) for r, x in zip(in_refs, leaves))
+        if off_record:
             return original(*args, **kwargs)  # an argument made off the record: the op path lifts it
         if template is _UNSEEN:
             return self._capture(key, module, original, args, kwargs, leaves, in_refs)
@@ -434,13 +435,7 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
             return new[slot.index]  # type: ignore[index]
         if slot.kind == "in":
             return in_refs[slot.index]  # type: ignore[index,return-value]
-        t = _state_tensor(module, slot.index)  # type: ignore[arg-type]
-        cached = self._state_refs.get((id(module), slot.index))
-        if cached is not None and cached[0] is t:
-            return cached[1]
-        ref = self._state_ref(t)
-        self._state_refs[(id(module), slot.index)] = (t, ref)  # type: ignore[index]
-        return ref
+        return self._state_ref(_state_tensor(module, slot.index))  # type: ignore[arg-type]
 
     def _protected(self, ref: int | None) -> bool:
         """Whether the value is a parameter, buffer or model input (never to be written into)."""
