@@ -6,6 +6,8 @@ is one vectorized connected-components problem, linear in the number of atoms.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from prunec.ir.graph import Graph, Value
@@ -16,21 +18,17 @@ class AtomTable:
     """Contiguous atom ranges, one per slot (value, axis), in value definition order."""
 
     def __init__(self, graph: Graph) -> None:
-        self.value_slot0: dict[str, int] = {}
-        self.value_rank: dict[str, int] = {}
-        self.slot_value: list[str] = []
-        self.slot_axis: list[int] = []
-        sizes: list[int] = []
-        state: list[int] = []
-        for v in graph.values():
-            first = len(sizes)
-            self.value_slot0[v.name] = first
-            self.value_rank[v.name] = len(v.shape)
-            self.slot_value += [v.name] * len(v.shape)
-            self.slot_axis += range(len(v.shape))
-            sizes += v.shape
-            if v.is_state:
-                state += range(first, len(sizes))
+        values = list(graph.values())
+        names = [v.name for v in values]
+        ranks = [len(v.shape) for v in values]
+        firsts = list(itertools.accumulate(ranks, initial=0))
+        self.value_slot0: dict[str, int] = dict(zip(names, firsts))
+        self.value_rank: dict[str, int] = dict(zip(names, ranks))
+        self.slot_value: list[str] = [name for name, rank in zip(names, ranks) for _ in range(rank)]
+        self.slot_axis: list[int] = [axis for rank in ranks for axis in range(rank)]
+        sizes = [size for v in values for size in v.shape]
+        state = [slot for v, first, rank in zip(values, firsts, ranks) if v.is_state
+                 for slot in range(first, first + rank)]
         self.slot_size = np.asarray(sizes, dtype=np.int64)
         self.state_slots = np.asarray(state, dtype=np.int64)
         """Slot ids of every axis of every parameter and buffer, in definition order."""

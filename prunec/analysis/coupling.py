@@ -345,6 +345,8 @@ class _Evaluated:
     """Nodes with alternatives or a declined rule, by position."""
     ops: list[OpNode]
     entries: dict[str, RuleEntry]
+    batch_slots: list[np.ndarray] = field(default_factory=list)
+    """Per batch: its nodes' slot lists as one (nodes x slots) array (made by _batch_facts)."""
 
 
 def _evaluate(graph: Graph, registry: RuleRegistry, table: AtomTable, reasons: _Reasons,
@@ -421,6 +423,7 @@ def _batch_facts(ev: _Evaluated, table: AtomTable, reasons: _Reasons) -> _Facts:
         k = len(positions)
         width = len(slot_lists[0])
         slots = np.asarray(slot_lists, dtype=np.int64).reshape(k, width)
+        ev.batch_slots.append(slots)
         seq0 = (np.asarray(positions, dtype=np.int64) + 1) * _SEQ
         for la, lb, n, ia, ib in rel.edges:
             if ia is None:
@@ -575,21 +578,21 @@ def analyse_couplings(graph: Graph, registry: RuleRegistry, *, strict: bool = Fa
     chosen = {(special[i].node.name, c): special[i].choices[c][1][o] for (i, c), o in choice.items()}
     node_couplings = _NodeCouplings(table)
     reducing: set[str] = set()
-    for rel, positions, slot_lists in ev.batches:
-        for i, slots in zip(positions, slot_lists):
-            node_couplings.parts[ev.ops[i].name] = (slots, (rel,))
+    for (rel, positions, slot_lists), slots in zip(ev.batches, ev.batch_slots):
+        node_couplings.add([ev.ops[i].name for i in positions], slots, (rel,))
         if rel.reductions:
             reducing.update(ev.ops[i].name for i in positions)
     for i, nf in special.items():
+        slots = np.asarray([nf.slots], dtype=np.int64).reshape(1, len(nf.slots))
         if nf.declined is not None:
-            node_couplings.parts[nf.node.name] = (nf.slots, ())
+            node_couplings.add([nf.node.name], slots, ())
             continue
         n_static = 1
         chosen_rel = [nf.rel[0]]
         for c, (opts, _) in enumerate(nf.choices):
             chosen_rel.append(nf.rel[n_static + choice[(i, c)]])
             n_static += len(opts)
-        node_couplings.parts[nf.node.name] = (nf.slots, tuple(chosen_rel))
+        node_couplings.add([nf.node.name], slots, tuple(chosen_rel))
         if any(r.reductions for r in chosen_rel):
             reducing.add(nf.node.name)
     return CouplingResult(table, labels, ncomp, comp_pinned, comp_reason, comp_reduced, comp_red_reason,
@@ -598,17 +601,28 @@ def analyse_couplings(graph: Graph, registry: RuleRegistry, *, strict: bool = Fa
 
 
 class _NodeCouplings(Mapping[str, list[Coupling]]):
-    """Node name -> the couplings its rule stated (in the chosen alternatives), made on first read."""
+    """Node name -> the couplings its rule stated (in the chosen alternatives), made on first read.
+    Nodes sharing an answer are kept as one batch: the answer and a (nodes x slots) array."""
 
     def __init__(self, table: AtomTable) -> None:
         self.table = table
-        self.parts: dict[str, tuple[list[int], tuple[_Relative, ...]]] = {}
+        self._where: dict[str, int] = {}
+        """Node name -> batch << 32 | row."""
+        self._batches: list[tuple[np.ndarray, tuple[_Relative, ...]]] = []
         self._made: dict[str, list[Coupling]] = {}
+
+    def add(self, names: list[str], slots: np.ndarray, rels: tuple[_Relative, ...]) -> None:
+        """Nodes `names` (row i of `slots` is the slot list of names[i]) stated the couplings of `rels`."""
+        batch = len(self._batches) << 32
+        self._batches.append((slots, rels))
+        self._where.update(zip(names, range(batch, batch + len(names))))
 
     def __getitem__(self, name: str) -> list[Coupling]:
         made = self._made.get(name)
         if made is None:
-            slots, rels = self.parts[name]
+            where = self._where[name]
+            slots_of_batch, rels = self._batches[where >> 32]
+            slots = slots_of_batch[where & 0xFFFFFFFF].tolist()
             value, axis = self.table.slot_value, self.table.slot_axis
             made = self._made[name] = [
                 Coupling(Slot(value[slots[la]], axis[slots[la]]), Slot(value[slots[lb]], axis[slots[lb]]), m)
@@ -616,10 +630,10 @@ class _NodeCouplings(Mapping[str, list[Coupling]]):
         return made
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.parts)
+        return iter(self._where)
 
     def __len__(self) -> int:
-        return len(self.parts)
+        return len(self._where)
 
 
 def _solve(facts: _Facts, table: AtomTable
