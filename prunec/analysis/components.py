@@ -3,8 +3,8 @@
 Most of what the coupling analysis joins are whole slots, identity to identity (a ReLU's input and
 output channels, a conv's filters and its BN's affine). `atom_components` merges those at the slot
 level first and solves the rest on one node per class of merged atoms, which is a fraction of the
-atom count. Small graphs are solved in Python: scipy's checks and conversions cost more than the
-search itself below a few hundred nodes.
+atom count. Graphs below twenty thousand nodes are solved with numpy (tiny ones in Python): scipy's
+checks and conversions cost more than the search itself there.
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-SMALL = 400
+SMALL = 64
 """Graphs with at most this many nodes are solved with a Python union-find."""
+MEDIUM = 20_000
+"""Graphs with at most this many nodes are solved with array operations (hooking each root under the
+smallest root it touches, then pointer jumping); larger ones by scipy."""
 
 
 def components(n: int, a: np.ndarray, b: np.ndarray) -> tuple[int, np.ndarray]:
@@ -22,9 +25,37 @@ def components(n: int, a: np.ndarray, b: np.ndarray) -> tuple[int, np.ndarray]:
     each node), labels numbered in the order of each component's smallest node."""
     if n <= SMALL:
         return _small_components(n, a, b)
+    if n <= MEDIUM:
+        found = _array_components(n, np.asarray(a, np.int64), np.asarray(b, np.int64))
+        if found is not None:
+            return found
     graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
     count, labels = connected_components(graph, directed=False)
     return int(count), labels.astype(np.int64)
+
+
+def _array_components(n: int, a: np.ndarray, b: np.ndarray,
+                      rounds: int = 64) -> tuple[int, np.ndarray] | None:
+    """Min-root hooking with pointer jumping; None if it has not converged after `rounds` rounds."""
+    parent = np.arange(n, dtype=np.int64)
+    for _ in range(rounds):
+        pa, pb = parent[a], parent[b]
+        apart = pa != pb
+        if not apart.any():
+            break
+        pa, pb = pa[apart], pb[apart]
+        np.minimum.at(parent, np.maximum(pa, pb), np.minimum(pa, pb))
+        while True:  # every node straight under its root (roots only ever get smaller)
+            up = parent[parent]
+            if np.array_equal(up, parent):
+                break
+            parent = up
+    else:
+        return None
+    # each root is its component's smallest node
+    is_root = parent == np.arange(n, dtype=np.int64)
+    rank = np.cumsum(is_root) - 1
+    return int(is_root.sum()), rank[parent]
 
 
 def _small_components(n: int, a: np.ndarray, b: np.ndarray) -> tuple[int, np.ndarray]:
