@@ -171,6 +171,9 @@ class Template:
     out_spec: Any
     rebinds: tuple[tuple[int, Slot], ...]
     """Argument leaves that an in-place op turned into a new value."""
+    single: bool = False
+    """One op on plain arguments that returns the module's one output, a new tensor (Linear, Conv,
+    norms, activations): written down without the general bookkeeping."""
 
 
 def build_template(calls: list[Any], meta: dict[int, tuple[tuple[int, ...], torch.dtype]],
@@ -241,4 +244,8 @@ def build_template(calls: list[Any], meta: dict[int, tuple[tuple[int, ...], torc
             raise Unkeyable(f"the module returns a {type(leaf).__name__}")
     rebinds = tuple((i, slot(after)) for i, (before, after) in enumerate(zip(in_refs, after_refs))
                     if after is not None and after != before)
-    return Template(tuple(out_calls), tuple(new_meta), tuple(out_leaves), out_spec, rebinds)
+    single = (len(out_calls) == 1 and out_calls[0].flat and not out_calls[0].sequence
+              and not out_calls[0].written_inputs and out_calls[0].outs == (0,) and not rebinds
+              and out_spec.is_leaf() and len(out_leaves) == 1 and out_leaves[0].same_as_input is None
+              and out_leaves[0].slot == Slot("new", 0))
+    return Template(tuple(out_calls), tuple(new_meta), tuple(out_leaves), out_spec, rebinds, single)

@@ -378,6 +378,8 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
                      in_refs: list[int | None]) -> Any:
         """Write down the template's calls for this module and arguments; outputs are allocated, not
         computed."""
+        if template.single:
+            return self._instantiate_single(template, module, in_refs)
         rec = self.rec
         new: list[int] = []
         resolve, slot_type = self._resolve, leaf_memo.Slot
@@ -427,6 +429,25 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
             self.ref_of[leaves[j]] = self._resolve(slot, module, in_refs, new)
         self.skipped = True
         return out[0] if template.out_spec.is_leaf() else pytree.tree_unflatten(out, template.out_spec)
+
+    def _instantiate_single(self, template: leaf_memo.Template, module: torch.nn.Module,
+                            in_refs: list[int | None]) -> torch.Tensor:
+        """_instantiate for a template of one op making the one output (no 'new' argument slots)."""
+        rec, c, leaf = self.rec, template.calls[0], template.out_leaves[0]
+        state_ref, state = self._state_ref, _state_tensor
+        args = tuple([a if type(a) is not leaf_memo.Slot
+                      else Ref(in_refs[a.index] if a.kind == "in" else state_ref(state(module, a.index)))  # type: ignore
+                      for a in c.args])
+        name = self.namespace.create_name(c.base_name, None)
+        ref = len(rec.meta)
+        rec.meta[ref] = template.new_meta[0]
+        rec.names[ref] = name
+        self.tainted.add(ref)
+        rec.calls.append(Call(c.target, args, {}, name, [ref], False, tuple(self.modules), c.other))
+        t = _allocate(leaf.size, leaf.stride, leaf.dtype, leaf.device)
+        self.ref_of[t] = ref
+        self.skipped = True
+        return t
 
     def _resolve(self, slot: leaf_memo.Slot, module: torch.nn.Module, in_refs: list[int | None],
                  new: list[int]) -> int:
