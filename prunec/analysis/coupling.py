@@ -85,6 +85,26 @@ class _Relative:
     mentioned: set[int] = field(default_factory=set)
     couplings: list[tuple[int, int, ChannelMap]] = field(default_factory=list)
 
+    identity: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    """The identity couplings as arrays (local a, local b, count), made by identity_columns()."""
+    unmentioned: list[int] | None = field(default=None, repr=False)
+    """Local positions no fact mentions, made by unmentioned_positions()."""
+
+    def identity_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The identity couplings as arrays: local a, local b, count."""
+        if self.identity is None:
+            rows = [(la, lb, n) for la, lb, n, ia, _ in self.edges if ia is None]
+            self.identity = tuple(np.asarray([r[i] for r in rows], dtype=np.int64) for i in range(3))  # type: ignore
+        return self.identity  # type: ignore[return-value]
+
+    def unmentioned_positions(self, slots: list[int]) -> list[int]:
+        """Positions of `slots` (a node's slot list) that no fact mentions. The same for every node
+        sharing this answer: they alias their tensors alike (that is part of the signature)."""
+        if self.unmentioned is None:
+            mentioned = {slots[la] for la in self.mentioned}
+            self.unmentioned = [p for p, sid in enumerate(slots) if sid not in mentioned]
+        return self.unmentioned
+
 
 @dataclass
 class _NodeFacts:
@@ -425,11 +445,13 @@ def _batch_facts(ev: _Evaluated, table: AtomTable, reasons: _Reasons) -> _Facts:
         slots = np.asarray(slot_lists, dtype=np.int64).reshape(k, width)
         ev.batch_slots.append(slots)
         seq0 = (np.asarray(positions, dtype=np.int64) + 1) * _SEQ
-        for la, lb, n, ia, ib in rel.edges:
-            if ia is None:
-                triples = np.stack([slots[:, la], slots[:, lb], np.full(k, n, np.int64)], axis=1)
-                out.ident.append(triples.ravel())
-            else:
+        la, lb, count = rel.identity_columns()
+        if len(la):  # (slot a, slot b, count) triples of every node, node by node
+            triples = np.empty((k, len(la), 3), dtype=np.int64)
+            triples[:, :, 0], triples[:, :, 1], triples[:, :, 2] = slots[:, la], slots[:, lb], count
+            out.ident.append(triples.ravel())
+        for la, lb, _, ia, ib in rel.edges:
+            if ia is not None:
                 out.edges.append(((start[slots[:, la]][:, None] + ia).ravel(),
                                   (start[slots[:, lb]][:, None] + ib).ravel()))
         names = [ev.ops[i].name for i in positions] if rel.pins or rel.reductions else []
@@ -446,15 +468,18 @@ def _batch_facts(ev: _Evaluated, table: AtomTable, reasons: _Reasons) -> _Facts:
             out.reductions.append((atoms_, rids_, seq_))
             j += 1
         # axes no fact mentions pass nothing: pinned (the same positions in every node of the batch)
-        mentioned = {int(slots[0, la]) for la in rel.mentioned}
-        for p in range(width):
-            if int(slots[0, p]) in mentioned:
-                continue
-            atoms = _slot_atoms(slots[:, p], None, start, size)
-            rids = np.asarray([reasons.auto(ev.ops[i].op, table.slot_value[s], table.slot_axis[s])
-                               for i, s in zip(positions, slots[:, p].tolist())], dtype=np.int64)
-            out.pins.append(_rows(atoms, rids, AUTO, seq0 + j))
-            j += 1
+        unmentioned = rel.unmentioned_positions(slot_lists[0])
+        if unmentioned:  # one pin per (node, position), all in one set of arrays, node by node
+            pinned_slots = slots[:, unmentioned].ravel()
+            rids = np.asarray([reasons.auto(op, table.slot_value[sid], table.slot_axis[sid])
+                               for op, sid in zip(
+                                   [ev.ops[i].op for i in positions for _ in unmentioned],
+                                   pinned_slots.tolist())], dtype=np.int64)
+            seqs = (seq0[:, None] + j + np.arange(len(unmentioned), dtype=np.int64)).ravel()
+            sizes = size[pinned_slots]
+            within = np.arange(int(sizes.sum()), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+            out.pins.append((np.repeat(start[pinned_slots], sizes) + within, np.repeat(rids, sizes),
+                             np.full(len(within), AUTO, np.int64), np.repeat(seqs, sizes)))
     return out
 
 
