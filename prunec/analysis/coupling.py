@@ -380,6 +380,7 @@ def _evaluate(graph: Graph, registry: RuleRegistry, table: AtomTable, reasons: _
     missing: list[OpNode] = []
     answers: dict[tuple, tuple[_Relative, list[tuple[list[_Relative], tuple[str, ...]]]] | str] = {}
     slot0, rank = table.value_slot0, table.value_rank
+    own_rule: dict[int, bool] = {}  # rule entry -> whether it is a built-in rule
     for i, node in enumerate(ops):
         ins, outs = graph.inputs(node), graph.outputs(node)
         if ins and ins[0][1].name in derived and registry.is_view_like(node.op):
@@ -398,7 +399,10 @@ def _evaluate(graph: Graph, registry: RuleRegistry, table: AtomTable, reasons: _
         else:
             entries[node.name] = entry
             # built-in rules see only the node itself: one answer per distinct signature
-            sig = _signature(node, ins, outs, derived) if entry.rule.__module__.startswith("prunec.rules.") else None
+            built_in = own_rule.get(id(entry))
+            if built_in is None:
+                built_in = own_rule[id(entry)] = entry.rule.__module__.startswith("prunec.rules.")
+            sig = _signature(node, ins, outs, derived) if built_in else None
             answer = answers.get(sig) if sig is not None else None
             if answer is None:
                 answer = _answer(entry, graph, node, derived, table, slots)

@@ -29,6 +29,9 @@ class ValueKind(str, Enum):
     ACTIVATION = "activation"  # computed by an op
 
 
+_STATE_KINDS = frozenset({ValueKind.PARAM, ValueKind.BUFFER})
+
+
 @dataclass(frozen=True)
 class Value:
     """A tensor flowing between ops."""
@@ -50,7 +53,7 @@ class Value:
     @property
     def is_state(self) -> bool:
         """True for parameters and persistent buffers (the things pruning slices)."""
-        return self.kind in (ValueKind.PARAM, ValueKind.BUFFER)
+        return self.kind in _STATE_KINDS
 
 
 @dataclass(frozen=True, eq=False)
