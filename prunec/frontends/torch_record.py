@@ -215,6 +215,26 @@ def _fx_graph(rec: Recording) -> torch.fx.Graph:
     return graph
 
 
+class _ModuleStack:
+    """The (path, class) of every model submodule whose call is running, outermost first, kept as
+    one tuple that every op recorded meanwhile shares."""
+
+    __slots__ = ("_saved", "now")
+
+    def __init__(self) -> None:
+        self.now: tuple[tuple[str, str], ...] = ()
+        self._saved: list[tuple[tuple[str, str], ...]] = []
+
+    def push(self, entry: tuple[str, str]) -> None:
+        """A submodule's call starts."""
+        self._saved.append(self.now)
+        self.now = (*self.now, entry)
+
+    def pop(self) -> None:
+        """The innermost running call ends."""
+        self.now = self._saved.pop()
+
+
 class _NeedsValues(Exception):
     """A skipped (never computed) value reached an op whose result depends on values."""
 
@@ -228,7 +248,7 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
     masks) raises _NeedsValues, and the caller records again with full arithmetic.
     """
 
-    def __init__(self, rec: Recording, ref_of: Any, attr_ref: Any, modules: list[tuple[str, str]],
+    def __init__(self, rec: Recording, ref_of: Any, attr_ref: Any, modules: _ModuleStack,
                  memo: bool = False) -> None:
         super().__init__()
         self._dispatch_key = torch._C.DispatchKey.PreDispatch
@@ -272,7 +292,7 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
         if facts.random and not _inert(func, args, kwargs):
             self.rec.suspicious.append(str(func))
         name = self.namespace.create_name(facts.base_name, None)
-        modules = tuple(self.modules)
+        modules = self.modules.now
         if isinstance(out, torch.Tensor):
             call = Call(func, call_args, call_kwargs, name, [self._new_ref(out, name)], False, modules)
         elif isinstance(out, (list, tuple)):
@@ -387,7 +407,7 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
         def to_ref(slot: leaf_memo.Slot) -> Ref:
             return Ref(resolve(slot, module, in_refs, new))
 
-        modules = tuple(self.modules)
+        modules = self.modules.now
         for c in template.calls:
             for j in c.written_inputs:
                 if self._protected(in_refs[j]):
@@ -443,7 +463,7 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
         rec.meta[ref] = template.new_meta[0]
         rec.names[ref] = name
         self.tainted.add(ref)
-        rec.calls.append(Call(c.target, args, {}, name, [ref], False, tuple(self.modules), c.other))
+        rec.calls.append(Call(c.target, args, {}, name, [ref], False, self.modules.now, c.other))
         t = _allocate(leaf.size, leaf.stride, leaf.dtype, leaf.device)
         self.ref_of[t] = ref
         self.skipped = True
@@ -599,7 +619,7 @@ def _has_forward_hooks(index: ModelIndex) -> bool:
 
 
 @contextlib.contextmanager
-def _instrumented(index: ModelIndex, stack: list[tuple[str, str]],
+def _instrumented(index: ModelIndex, stack: _ModuleStack,
                   recorder: _Recorder | None) -> Iterator[None]:
     """Keep `stack` as the (path, class) of every model submodule whose call is running, outermost
     first, and with a recorder, route the forward of every torch.nn leaf module through its memo.
@@ -640,7 +660,7 @@ _NOT_SET = object()
 
 
 def _shadow(module: torch.nn.Module, original: Any, entry: tuple[str, str] | None,
-            stack: list[tuple[str, str]], recorder: _Recorder | None, thread: int) -> Callable[..., Any]:
+            stack: _ModuleStack, recorder: _Recorder | None, thread: int) -> Callable[..., Any]:
     """The forward shadowing `module.forward` during a recording."""
     if entry is None:  # the stack is kept by hooks: only the memo
         def memo_forward(*args: Any, **kwargs: Any) -> Any:
@@ -652,7 +672,7 @@ def _shadow(module: torch.nn.Module, original: Any, entry: tuple[str, str] | Non
     def forward(*args: Any, **kwargs: Any) -> Any:
         if threading.get_ident() != thread:  # another thread running the model meanwhile
             return original(*args, **kwargs)
-        stack.append(entry)
+        stack.push(entry)
         try:
             if recorder is not None:
                 return recorder.memo_call(module, original, args, kwargs)
@@ -662,7 +682,7 @@ def _shadow(module: torch.nn.Module, original: Any, entry: tuple[str, str] | Non
     return forward
 
 
-def _stack_hooks(index: ModelIndex, stack: list[tuple[str, str]], thread: int) -> list[Any]:
+def _stack_hooks(index: ModelIndex, stack: _ModuleStack, thread: int) -> list[Any]:
     """Global module hooks keeping the module stack (pushed before any pre-hook of the module runs,
     popped after its forward hooks)."""
     paths = {id(m): name for name, m in index.modules if name}
@@ -674,7 +694,7 @@ def _stack_hooks(index: ModelIndex, stack: list[tuple[str, str]], thread: int) -
         path = paths.get(id(module))
         pushed.append(path is not None)
         if path is not None:
-            stack.append((path, _class_name(type(module))))
+            stack.push((path, _class_name(type(module))))
 
     def post(module: torch.nn.Module, args: Any, out: Any) -> None:
         if threading.get_ident() != thread:
@@ -837,7 +857,7 @@ def _record(model: torch.nn.Module, inputs: ExampleInputs, index: ModelIndex | N
         stack.enter_context(_mha_fastpath_off())
         stack.enter_context(_refuse_user_autograd_functions())
         stack.enter_context(_refuse_data_escapes())
-        modules: list[tuple[str, str]] = []
+        modules = _ModuleStack()
         stack.enter_context(enable_python_dispatcher())
         recorder = _Recorder(rec, ref_of, attr_ref, modules, memo=memo)
         stack.enter_context(recorder)
