@@ -29,6 +29,8 @@ class AtomTable:
         sizes = [size for v in values for size in v.shape]
         state = [slot for v, first, rank in zip(values, firsts, ranks) if v.is_state
                  for slot in range(first, first + rank)]
+        self.slot_sizes: list[int] = sizes
+        """Size of each slot, as Python ints (slot_size as an array)."""
         self.slot_size = np.asarray(sizes, dtype=np.int64)
         self.state_slots = np.asarray(state, dtype=np.int64)
         """Slot ids of every axis of every parameter and buffer, in definition order."""

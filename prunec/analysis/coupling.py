@@ -17,7 +17,7 @@ from prunec.analysis.components import atom_components
 from prunec.analysis.choices import Choice, Option, choose, first_open
 from prunec.errors import UnsupportedOpError
 from prunec.ir.graph import Graph, OpNode, Value, ValueKind
-from prunec.ir.slots import ChannelMap, Coupling, Identity, Slot
+from prunec.ir.slots import ChannelMap, Coupling, Identity, Offset, Slot
 from prunec.rules.api import Alternatives, Declined, Fact, Free, OpView, Pin, Reduces
 from prunec.rules.registry import RuleEntry, RuleRegistry
 
@@ -211,19 +211,23 @@ def coupling_atoms(table: AtomTable, c: Coupling) -> tuple[np.ndarray, np.ndarra
 def _relative(facts: Sequence[Fact], table: AtomTable, local: dict[int, int], node: OpNode) -> _Relative:
     """The facts of one answer in node-local terms (`local`: slot id -> position in the node)."""
     out = _Relative()
+    sizes = table.slot_sizes
 
     def own(slot: object) -> int:
         sid = table.slot_id(slot)  # type: ignore[arg-type]
         if sid not in local:
             raise _RuleBug(f"the rule mentions {slot}, which is not an input or output of '{node.name}'")
-        return local[sid]
+        return sid
 
     for f in facts:
         if isinstance(f, Coupling):
-            la, lb = own(f.a), own(f.b)
-            na, nb = int(table.slot_size[table.slot_id(f.a)]), int(table.slot_size[table.slot_id(f.b)])
+            sa, sb = own(f.a), own(f.b)
+            la, lb, na, nb = local[sa], local[sb], sizes[sa], sizes[sb]
             if type(f.map) is Identity:  # the common case: two aligned ranges
                 out.edges.append((la, lb, min(na, nb), None, None))
+            elif type(f.map) is Offset and 0 <= f.map.start and f.map.start + na <= nb:  # a part in place
+                ia = np.arange(na, dtype=np.int64)
+                out.edges.append((la, lb, 0, ia, ia + f.map.start))
             else:
                 ia, ib = f.map.pairs(na, nb)
                 ok = (ia >= 0) & (ia < na) & (ib >= 0) & (ib < nb)
@@ -231,16 +235,16 @@ def _relative(facts: Sequence[Fact], table: AtomTable, local: dict[int, int], no
             out.mentioned.update((la, lb))
             out.couplings.append((la, lb, f.map))
         elif isinstance(f, Pin):
-            la = own(f.slot)
+            la = local[own(f.slot)]
             idx = None if f.indices is None else np.asarray(f.indices, dtype=np.int64)
             out.pins.append((la, idx, f.reason))
             out.mentioned.add(la)
         elif isinstance(f, Reduces):
-            la = own(f.slot)
+            la = local[own(f.slot)]
             out.reductions.append((la, f.reason))
             out.mentioned.add(la)
         elif isinstance(f, Free):
-            out.mentioned.add(own(f.slot))
+            out.mentioned.add(local[own(f.slot)])
         else:
             raise TypeError(f"rule answered {type(f).__name__}; expected couple/pin/reduces/free/alternatives")
     return out

@@ -138,9 +138,10 @@ class TensorView:
 
     def axis(self, axis: int) -> Slot:
         """The slot of `axis` (negative counts from the end)."""
-        if not -self.rank <= axis < self.rank:
+        rank = len(self.value.shape)
+        if not -rank <= axis < rank:
             raise IndexError(f"axis {axis} out of range for {self.name!r} of shape {self.shape}")
-        return Slot(self.value.name, axis % self.rank)
+        return Slot(self.value.name, axis % rank)
 
     @property
     def channel(self) -> Slot:
