@@ -631,27 +631,33 @@ def _instrumented(index: ModelIndex, stack: _ModuleStack,
     """
     thread = threading.get_ident()
     by_hooks = _has_forward_hooks(index)
-    shadowed: list[tuple[torch.nn.Module, Any]] = []
+    shadowed: list[tuple[dict[str, Any], Any]] = []  # (module __dict__, what its 'forward' was)
     handles = []
     try:
         if by_hooks:
             handles = _stack_hooks(index, stack, thread)
+        class_names: dict[type, str] = {}
         for path, module in index.modules:
             memo = recorder is not None and leaf_memo.memoizable(module)
             if not path or (by_hooks and not memo):
                 continue
-            original = module.forward
-            entry = None if by_hooks else (path, _class_name(type(module)))
-            shadowed.append((module, module.__dict__.get("forward", _NOT_SET)))
-            own = recorder if memo else None
-            module.__dict__["forward"] = _shadow(module, original, entry, stack, own, thread)
+            cls = type(module)
+            entry = None
+            if not by_hooks:
+                name = class_names.get(cls)
+                if name is None:
+                    name = class_names[cls] = _class_name(cls)
+                entry = (path, name)
+            d = module.__dict__
+            shadowed.append((d, d.get("forward", _NOT_SET)))
+            d["forward"] = _shadow(module, module.forward, entry, stack, recorder if memo else None, thread)
         yield
     finally:
-        for module, before in shadowed:
+        for d, before in shadowed:
             if before is _NOT_SET:
-                module.__dict__.pop("forward", None)
+                d.pop("forward", None)
             else:
-                module.__dict__["forward"] = before
+                d["forward"] = before
         for h in handles:
             h.remove()
 
