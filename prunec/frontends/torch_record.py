@@ -20,6 +20,7 @@ made outside any recorded op are replayed once and must reproduce the eager outp
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import operator
 import threading
@@ -259,7 +260,7 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
         self.namespace = torch.fx.graph._Namespace()
         for name, _, _ in rec.inputs:
             self.namespace.create_name(name, None)
-        self._to_str = torch.fx.Graph()._target_to_str
+        self._to_str = _fx_names()
         self.memo = memo
         self.templates: dict[Any, leaf_memo.Template | None] = {}
         self.tainted: set[int] = set()
@@ -525,6 +526,13 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
 
 
 _UNSEEN = object()
+
+
+@functools.lru_cache(maxsize=1)
+def _fx_names() -> Callable[[Any], str]:
+    """fx's op-name function (the base names torch.export gives nodes), from one Graph made once:
+    making a Graph per recording left a cycle of garbage behind each time."""
+    return torch.fx.Graph()._target_to_str
 
 
 def map_args(a: Any, kind: type, fn: Callable[[Any], Any]) -> Any:
