@@ -12,9 +12,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from prunec.analysis.atoms import AtomTable
-from prunec.analysis.components import atom_components
 from prunec.analysis.choices import Choice, Option, choose, first_open
+from prunec.analysis.components import atom_components
 from prunec.errors import UnsupportedOpError
 from prunec.ir.graph import Graph, OpNode, Value, ValueKind
 from prunec.ir.slots import ChannelMap, Coupling, Identity, Offset, Slot
@@ -225,7 +226,7 @@ def _relative(facts: Sequence[Fact], table: AtomTable, local: dict[int, int], no
             la, lb, na, nb = local[sa], local[sb], sizes[sa], sizes[sb]
             if type(f.map) is Identity:  # the common case: two aligned ranges
                 out.edges.append((la, lb, min(na, nb), None, None))
-            elif type(f.map) is Offset and 0 <= f.map.start and f.map.start + na <= nb:  # a part in place
+            elif type(f.map) is Offset and f.map.start >= 0 and f.map.start + na <= nb:  # a part in place
                 ia = np.arange(na, dtype=np.int64)
                 out.edges.append((la, lb, 0, ia, ia + f.map.start))
             else:
@@ -611,7 +612,7 @@ def analyse_couplings(graph: Graph, registry: RuleRegistry, *, strict: bool = Fa
     chosen = {(special[i].node.name, c): special[i].choices[c][1][o] for (i, c), o in choice.items()}
     node_couplings = _NodeCouplings(table)
     reducing: set[str] = set()
-    for (rel, positions, slot_lists), slots in zip(ev.batches, ev.batch_slots):
+    for (rel, positions, _), slots in zip(ev.batches, ev.batch_slots):
         node_couplings.add([ev.ops[i].name for i in positions], slots, (rel,))
         if rel.reductions:
             reducing.update(ev.ops[i].name for i in positions)

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from prunec.analysis.components import components
 from prunec.analysis.coupling import CouplingResult
 from prunec.ir.graph import Graph

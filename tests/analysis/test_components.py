@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-
-import pytest
 
 from prunec.analysis.components import MEDIUM, SMALL, _array_components, atom_components, components
 
