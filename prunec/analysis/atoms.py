@@ -61,9 +61,7 @@ class AtomTable:
         """Every atom of the given slots, in order, and the slot of each."""
         slot_ids = np.asarray(slot_ids, dtype=np.int64)
         sizes = self.slot_size[slot_ids]
-        slot_of = np.repeat(slot_ids, sizes)
-        within = np.arange(len(slot_of), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        return self.slot_start[slot_of] + within, slot_of
+        return expand_ranges(self.slot_start[slot_ids], sizes), np.repeat(slot_ids, sizes)
 
     def slot_of_atoms(self, atoms: np.ndarray) -> np.ndarray:
         """Slot id of each atom."""
@@ -75,3 +73,9 @@ class AtomTable:
             return np.zeros(len(self.slot_start), dtype=np.int64)
         csum = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
         return csum[self.slot_start + self.slot_size] - csum[self.slot_start]
+
+
+def expand_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """starts[i], starts[i] + 1, ..., starts[i] + counts[i] - 1 for every i, concatenated."""
+    within = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.repeat(starts, counts) + within

@@ -13,6 +13,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from prunec.analysis.atoms import expand_ranges
+
 SMALL = 64
 """Graphs with at most this many nodes are solved with a Python union-find."""
 MEDIUM = 20_000
@@ -100,10 +102,8 @@ def atom_components(slot_start: np.ndarray, slot_size: np.ndarray, total: int, i
     part = ~whole
     ea, eb = [np.asarray(a, np.int64)], [np.asarray(b, np.int64)]
     if part.any():
-        psa, psb, pc = sa[part], sb[part], count[part]
-        offset = np.arange(int(pc.sum()), dtype=np.int64) - np.repeat(np.cumsum(pc) - pc, pc)
-        ea.append(np.repeat(slot_start[psa], pc) + offset)
-        eb.append(np.repeat(slot_start[psb], pc) + offset)
+        ea.append(expand_ranges(slot_start[sa[part]], count[part]))
+        eb.append(expand_ranges(slot_start[sb[part]], count[part]))
     ra, rb = np.concatenate(ea), np.concatenate(eb)
     if len(ra):
         ra = ra + shift[np.searchsorted(slot_start, ra, side="right") - 1]
@@ -114,8 +114,7 @@ def atom_components(slot_start: np.ndarray, slot_size: np.ndarray, total: int, i
 
     # number components by their smallest atom: a reduced node's smallest atom lies in the first
     # slot of its class
-    within = np.arange(reduced_total, dtype=np.int64) - np.repeat(cls_start, cls_size)
-    smallest_atom = np.repeat(slot_start[first_slot], cls_size) + within
+    smallest_atom = expand_ranges(slot_start[first_slot], cls_size)
     ncomp = int(reduced.max()) + 1 if reduced_total else 0
     first_atom = np.full(ncomp, total, dtype=np.int64)
     np.minimum.at(first_atom, reduced, smallest_atom)

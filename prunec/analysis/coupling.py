@@ -42,9 +42,9 @@ class Pinned:
 
 @dataclass
 class _Compiled:
-    """Facts of one rule answer (or one alternative), as atoms and slot ids. Fields a node does not
-    use stay shared empty tuples: analysing a large graph makes millions of these objects, and the
-    cycle collector walks every container among them."""
+    """Facts of one answer (or one alternative) of a node with alternatives or a declined rule, as
+    atoms and slot ids (nodes without alternatives are applied in batches from their _Relative).
+    Fields a node does not use stay shared empty tuples."""
 
     edges: list[tuple[np.ndarray, np.ndarray]] | tuple = ()
     """Atom pairs of couplings with an index map."""
@@ -54,14 +54,6 @@ class _Compiled:
     pins: list[tuple[np.ndarray, int, int]] | tuple = ()  # atoms, reason id, priority
     reductions: list[tuple[np.ndarray, int]] | tuple = ()
     mentioned: set[int] | frozenset = frozenset()
-    local_couplings: list[object] | tuple = ()
-    """Flat (slot a, slot b, map) of every coupling the answer stated (Couplings made on demand)."""
-
-    def couplings(self, table: AtomTable) -> list[Coupling]:
-        """The couplings this answer stated, between named slots."""
-        value, axis, flat = table.slot_value, table.slot_axis, self.local_couplings
-        return [Coupling(Slot(value[a], axis[a]), Slot(value[b], axis[b]), m)  # type: ignore[index,arg-type]
-                for a, b, m in zip(flat[0::3], flat[1::3], flat[2::3])]
 
     def edge_arrays(self, table: AtomTable) -> list[tuple[np.ndarray, np.ndarray]]:
         """Every coupled atom pair, identity ranges included."""
@@ -116,8 +108,9 @@ class _NodeFacts:
     slots: list[int]
     static: _Compiled
     choices: list[tuple[list[_Compiled], tuple[str, ...]]]
-    rel: list[_Relative]
-    """The static answer and every option, node-local (for the couplings a node stated)."""
+    static_relative: _Relative | None = None
+    """The static answer and, per choice, its options, node-local (for the couplings a node stated)."""
+    option_relatives: list[list[_Relative]] = field(default_factory=list)
     declined: str | None = None
 
 
@@ -188,12 +181,19 @@ class _Reasons(Sequence[str]):
 
 
 def _param_derived(graph: Graph, registry: RuleRegistry) -> set[str]:
-    derived = {v.name for v in graph.values() if v.is_state}
+    """Values that are parameters, or views of one (a rule may treat them as weights)."""
+    derived = {v.name for v in graph.state_values()}
     for op in graph.ops():
-        ins = graph.inputs(op)
-        if ins and ins[0][1].name in derived and registry.is_view_like(op.op):
-            derived.update(v.name for v in graph.outputs(op))
+        _note_derived(op, graph.inputs(op), graph.outputs(op), derived, registry)
     return derived
+
+
+def _note_derived(op: OpNode, ins: list[tuple[str, Value]], outs: list[Value], derived: set[str],
+                  registry: RuleRegistry) -> None:
+    """Add `op`'s outputs to `derived` when it is a view-like op of a derived input 0 (ops are
+    visited in topological order)."""
+    if ins and ins[0][1].name in derived and registry.is_view_like(op.op):
+        derived.update(v.name for v in outs)
 
 
 def coupling_atoms(table: AtomTable, c: Coupling) -> tuple[np.ndarray, np.ndarray]:
@@ -274,10 +274,6 @@ def _materialize(rel: _Relative, slots: list[int], table: AtomTable, reasons: _R
         out.reductions = [(table.atoms(slots[la]), reasons.at(reason, node.name))
                           for la, reason in rel.reductions]
     out.mentioned = {slots[la] for la in rel.mentioned}
-    couplings: list[object] = []
-    for la, lb, m in rel.couplings:
-        couplings += (slots[la], slots[lb], m)
-    out.local_couplings = couplings
     return out
 
 
@@ -364,20 +360,17 @@ class _Facts:
 class _Evaluated:
     """Every node's answer: nodes sharing an answer (and without alternatives) as one batch."""
 
-    batches: list[tuple[_Relative, list[int], list[list[int]]]]
-    """(answer, node positions, each node's slots)."""
+    batches: list[tuple[_Relative, list[int], np.ndarray]]
+    """(answer, node positions, the nodes' slot lists as one nodes x slots array)."""
     special: dict[int, _NodeFacts]
     """Nodes with alternatives or a declined rule, by position."""
     ops: list[OpNode]
     entries: dict[str, RuleEntry]
-    batch_slots: list[np.ndarray] = field(default_factory=list)
-    """Per batch: its nodes' slot lists as one (nodes x slots) array (made by _batch_facts)."""
 
 
 def _evaluate(graph: Graph, registry: RuleRegistry, table: AtomTable, reasons: _Reasons,
               pinned: list[Pinned], strict: bool) -> _Evaluated:
-    # values that are parameters, or views of one (a rule may treat them as weights)
-    derived = {v.name for v in graph.state_values()}
+    derived = {v.name for v in graph.state_values()}  # grown op by op, as in _param_derived
     ops = list(graph.ops())
     batches: dict[int, tuple[_Relative, list[int], list[list[int]]]] = {}
     special: dict[int, _NodeFacts] = {}
@@ -388,8 +381,7 @@ def _evaluate(graph: Graph, registry: RuleRegistry, table: AtomTable, reasons: _
     own_rule: dict[int, bool] = {}  # rule entry -> whether it is a built-in rule
     for i, node in enumerate(ops):
         ins, outs = graph.inputs(node), graph.outputs(node)
-        if ins and ins[0][1].name in derived and registry.is_view_like(node.op):
-            derived.update(v.name for v in outs)
+        _note_derived(node, ins, outs, derived, registry)
         slots: list[int] = []
         for _, v in ins:
             first = slot0[v.name]
@@ -429,9 +421,9 @@ def _evaluate(graph: Graph, registry: RuleRegistry, table: AtomTable, reasons: _
                     i, node, slots, _materialize(static, slots, table, reasons, node),
                     [([_materialize(o, slots, table, reasons, node) for o in opts], labels)
                      for opts, labels in choices],
-                    [static] + [o for opts, _ in choices for o in opts])
+                    static, [opts for opts, _ in choices])
         if declined is not None:
-            special[i] = _NodeFacts(i, node, slots, _Compiled(), [], [], declined)
+            special[i] = _NodeFacts(i, node, slots, _Compiled(), [], declined=declined)
             pinned.append(Pinned(node.name, node.op, declined, node.origin))
     if strict and pinned:
         lines = "; ".join(str(p) for p in pinned[:10])
@@ -440,7 +432,9 @@ def _evaluate(graph: Graph, registry: RuleRegistry, table: AtomTable, reasons: _
         raise UnsupportedOpError(
             f"{len(pinned)} node(s) cannot be analysed: {lines}{more}. Register a rule with "
             f"@prunec.op_rule({first!r}), or pass strict=False to leave their channels unpruned.")
-    return _Evaluated(list(batches.values()), special, ops, entries)
+    arrays = [(rel, positions, np.asarray(lists, dtype=np.int64).reshape(len(positions), len(lists[0])))
+              for rel, positions, lists in batches.values()]
+    return _Evaluated(arrays, special, ops, entries)
 
 
 def _batch_facts(ev: _Evaluated, table: AtomTable, reasons: _Reasons) -> _Facts:
@@ -448,11 +442,8 @@ def _batch_facts(ev: _Evaluated, table: AtomTable, reasons: _Reasons) -> _Facts:
     distinct answer."""
     out = _Facts()
     start, size = table.slot_start, table.slot_size
-    for rel, positions, slot_lists in ev.batches:
+    for rel, positions, slots in ev.batches:
         k = len(positions)
-        width = len(slot_lists[0])
-        slots = np.asarray(slot_lists, dtype=np.int64).reshape(k, width)
-        ev.batch_slots.append(slots)
         seq0 = (np.asarray(positions, dtype=np.int64) + 1) * _SEQ
         la, lb, count = rel.identity_columns()
         if len(la):  # (slot a, slot b, count) triples of every node, node by node
@@ -477,7 +468,7 @@ def _batch_facts(ev: _Evaluated, table: AtomTable, reasons: _Reasons) -> _Facts:
             out.reductions.append((atoms_, rids_, seq_))
             j += 1
         # axes no fact mentions pass nothing: pinned (the same positions in every node of the batch)
-        unmentioned = rel.unmentioned_positions(slot_lists[0])
+        unmentioned = rel.unmentioned_positions(slots[0].tolist())
         if unmentioned:  # one pin per (node, position), all in one set of arrays, node by node
             pinned_slots = slots[:, unmentioned].ravel()
             rids = np.asarray([reasons.auto(op, table.slot_value[sid], table.slot_axis[sid])
@@ -485,10 +476,10 @@ def _batch_facts(ev: _Evaluated, table: AtomTable, reasons: _Reasons) -> _Facts:
                                    [ev.ops[i].op for i in positions for _ in unmentioned],
                                    pinned_slots.tolist())], dtype=np.int64)
             seqs = (seq0[:, None] + j + np.arange(len(unmentioned), dtype=np.int64)).ravel()
+            atoms, _ = table.atoms_of_slots(pinned_slots)
             sizes = size[pinned_slots]
-            within = np.arange(int(sizes.sum()), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-            out.pins.append((np.repeat(start[pinned_slots], sizes) + within, np.repeat(rids, sizes),
-                             np.full(len(within), AUTO, np.int64), np.repeat(seqs, sizes)))
+            out.pins.append((atoms, np.repeat(rids, sizes), np.full(len(atoms), AUTO, np.int64),
+                             np.repeat(seqs, sizes)))
     return out
 
 
@@ -612,20 +603,17 @@ def analyse_couplings(graph: Graph, registry: RuleRegistry, *, strict: bool = Fa
     chosen = {(special[i].node.name, c): special[i].choices[c][1][o] for (i, c), o in choice.items()}
     node_couplings = _NodeCouplings(table)
     reducing: set[str] = set()
-    for (rel, positions, _), slots in zip(ev.batches, ev.batch_slots):
+    for rel, positions, slots in ev.batches:
         node_couplings.add([ev.ops[i].name for i in positions], slots, (rel,))
         if rel.reductions:
             reducing.update(ev.ops[i].name for i in positions)
     for i, nf in special.items():
         slots = np.asarray([nf.slots], dtype=np.int64).reshape(1, len(nf.slots))
-        if nf.declined is not None:
+        if nf.static_relative is None:  # declined: it stated nothing
             node_couplings.add([nf.node.name], slots, ())
             continue
-        n_static = 1
-        chosen_rel = [nf.rel[0]]
-        for c, (opts, _) in enumerate(nf.choices):
-            chosen_rel.append(nf.rel[n_static + choice[(i, c)]])
-            n_static += len(opts)
+        options = [opts[choice[(i, c)]] for c, opts in enumerate(nf.option_relatives)]
+        chosen_rel = [nf.static_relative, *options]
         node_couplings.add([nf.node.name], slots, tuple(chosen_rel))
         if any(r.reductions for r in chosen_rel):
             reducing.add(nf.node.name)
