@@ -260,7 +260,6 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
         self.namespace = torch.fx.graph._Namespace()
         for name, _, _ in rec.inputs:
             self.namespace.create_name(name, None)
-        self._to_str = _fx_names()
         self.memo = memo
         self.templates: dict[Any, leaf_memo.Template | None] = {}
         self.tainted: set[int] = set()
@@ -271,7 +270,7 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        facts = _FACTS.get(func) or _op_facts(func, self._to_str)
+        facts = _FACTS.get(func) or _op_facts(func)
         if "out" in kwargs:
             raise NotRecordable(f"{func} writes into an out= tensor")
         if facts.mutable:
@@ -356,7 +355,7 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
                 raise leaf_memo.Unkeyable("random ops or constants")
             self.templates[key] = leaf_memo.build_template(
                 self.rec.calls[first:], self.rec.meta, in_refs, attr_refs, after, seen, out, self.ref_of,
-                lambda f: self._to_str(f.overloadpacket.__name__), device)
+                _base_name, device)
         except leaf_memo.Unkeyable:
             self.templates[key] = None
         if device is None:
@@ -455,9 +454,7 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
                             in_refs: list[int | None]) -> torch.Tensor:
         """_instantiate for a template of one op making the one output (no 'new' argument slots)."""
         rec, c, leaf = self.rec, template.calls[0], template.out_leaves[0]
-        state_ref, state = self._state_ref, _state_tensor
-        args = tuple([a if type(a) is not leaf_memo.Slot
-                      else Ref(in_refs[a.index] if a.kind == "in" else state_ref(state(module, a.index)))  # type: ignore
+        args = tuple([Ref(self._resolve(a, module, in_refs, [])) if type(a) is leaf_memo.Slot else a
                       for a in c.args])
         name = self.namespace.create_name(c.base_name, None)
         ref = len(rec.meta)
@@ -530,9 +527,14 @@ _UNSEEN = object()
 
 @functools.lru_cache(maxsize=1)
 def _fx_names() -> Callable[[Any], str]:
-    """fx's op-name function (the base names torch.export gives nodes), from one Graph made once:
-    making a Graph per recording left a cycle of garbage behind each time."""
+    """fx's op-name function, from one Graph made once: making a Graph per recording left a cycle
+    of garbage behind each time."""
     return torch.fx.Graph()._target_to_str
+
+
+def _base_name(func: Any) -> str:
+    """The base name torch.export gives nodes calling `func` ('conv2d', 'add_')."""
+    return _fx_names()(func.overloadpacket.__name__)
 
 
 def map_args(a: Any, kind: type, fn: Callable[[Any], Any]) -> Any:
@@ -564,16 +566,18 @@ class _OpFacts:
 _FACTS: dict[Any, _OpFacts] = {}
 
 
-def _op_facts(func: Any, to_str: Any) -> _OpFacts:
+def _op_facts(func: Any) -> _OpFacts:
     tags = set(func.tags)
     facts = _OpFacts(bool(func._schema.is_mutable), _DYNAMIC is not None and _DYNAMIC in tags,
-                     torch.Tag.nondeterministic_seeded in tags, to_str(func.overloadpacket.__name__))
+                     torch.Tag.nondeterministic_seeded in tags, _base_name(func))
     _FACTS[func] = facts
     return facts
 
 
 def _state_tensor(module: torch.nn.Module, name: str) -> torch.Tensor:
     return module._parameters[name] if name in module._parameters else module._buffers[name]  # type: ignore[return-value]
+
+
 _DYNAMIC = getattr(torch.Tag, "dynamic_output_shape", None)
 
 
