@@ -182,6 +182,8 @@ def build_template(calls: list[Any], meta: dict[int, tuple[tuple[int, ...], torc
                    device: torch.device | None = None) -> Template:
     """The template of one recorded call (raises Unkeyable when the call is not self-contained or
     its values could matter)."""
+    from prunec.frontends.torch_record import Ref, map_args, op_facts  # torch_record imports this module
+
     new: dict[int, int] = {}
     new_meta: list[tuple[tuple[int, ...], torch.dtype]] = []
     first_in: dict[int, int] = {}
@@ -199,8 +201,6 @@ def build_template(calls: list[Any], meta: dict[int, tuple[tuple[int, ...], torc
         raise Unkeyable("the module reads a tensor that is neither an argument nor its own state")
 
     def spec(a: Any) -> Any:
-        from prunec.frontends.torch_record import Ref, map_args
-
         return map_args(a, Ref, lambda r: slot(r.id))
 
     out_calls = []
@@ -209,10 +209,10 @@ def build_template(calls: list[Any], meta: dict[int, tuple[tuple[int, ...], torc
             raise Unkeyable(f"{c.target} depends on values")
         args, kwargs = spec(c.args), {k: spec(v) for k, v in c.kwargs.items()}
         written = ()
-        if c.target._schema.is_mutable:
-            given = dict(zip((a.name for a in c.target._schema.arguments), args)) | kwargs
-            targets = [given.get(a.name) for a in c.target._schema.arguments
-                       if a.alias_info is not None and a.alias_info.is_write]
+        facts = op_facts(c.target)
+        if facts.mutable:
+            given = dict(zip(facts.arg_names, args)) | kwargs
+            targets = [given.get(name) for name in facts.written]
             written = tuple(s.index for s in targets if isinstance(s, Slot) and s.kind == "in")  # type: ignore[misc]
         outs = []
         for r in c.outs:

@@ -270,11 +270,11 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        facts = _FACTS.get(func) or _op_facts(func)
+        facts = op_facts(func)
         if "out" in kwargs:
             raise NotRecordable(f"{func} writes into an out= tensor")
         if facts.mutable:
-            self._refuse_state_writes(func, args, kwargs)
+            self._refuse_state_writes(func, facts, args, kwargs)
         if _autocast_on():
             raise NotRecordable("autocast changes dtypes below the recorded level")
         call_args = tuple([self._ref(a) for a in args])
@@ -289,7 +289,7 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
             # a tensor's value steered Python (if x.sum() > 0, x.item()): torch.export refuses such
             # models, and a recording would silently keep only the branch this input took
             raise NotRecordable(f"{func} turns tensor data into a Python value")
-        if facts.random and not _inert(func, args, kwargs):
+        if facts.random and not _inert(facts, args, kwargs):
             self.rec.suspicious.append(str(func))
         name = self.namespace.create_name(facts.base_name, None)
         modules = self.modules.now
@@ -508,14 +508,15 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
                 ref = self.attr_ref(t)
         return Ref(ref)
 
-    def _refuse_state_writes(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def _refuse_state_writes(self, func: Any, facts: _OpFacts, args: tuple[Any, ...],
+                             kwargs: dict[str, Any]) -> None:
         """An in-place write into a parameter, buffer or model input would change the user's
         tensors (torch.export traces on fakes and never does): refuse before the op runs.
         """
-        given = dict(zip((a.name for a in func._schema.arguments), args)) | kwargs
-        for a in func._schema.arguments:
-            t = given.get(a.name)
-            if a.alias_info is None or not a.alias_info.is_write or not isinstance(t, torch.Tensor):
+        given = dict(zip(facts.arg_names, args)) | kwargs
+        for name in facts.written:
+            t = given.get(name)
+            if not isinstance(t, torch.Tensor):
                 continue
             ref = self.ref_of.get(t)
             if ref is None or self._protected(ref):
@@ -561,16 +562,25 @@ class _OpFacts:
     dynamic: bool
     random: bool
     base_name: str
+    arg_names: tuple[str, ...]
+    """Schema argument names, in order."""
+    written: tuple[str, ...]
+    """The arguments the op writes into (in-place and out= ops)."""
 
 
 _FACTS: dict[Any, _OpFacts] = {}
 
 
-def _op_facts(func: Any) -> _OpFacts:
-    tags = set(func.tags)
-    facts = _OpFacts(bool(func._schema.is_mutable), _DYNAMIC is not None and _DYNAMIC in tags,
-                     torch.Tag.nondeterministic_seeded in tags, _base_name(func))
-    _FACTS[func] = facts
+def op_facts(func: Any) -> _OpFacts:
+    """What the recorder (and leaf templates) need of an ATen op overload, read once per op."""
+    facts = _FACTS.get(func)
+    if facts is None:
+        tags, schema = set(func.tags), func._schema
+        facts = _FACTS[func] = _OpFacts(
+            bool(schema.is_mutable), _DYNAMIC is not None and _DYNAMIC in tags,
+            torch.Tag.nondeterministic_seeded in tags, _base_name(func),
+            tuple(a.name for a in schema.arguments),
+            tuple(a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write))
     return facts
 
 
@@ -583,9 +593,8 @@ _DYNAMIC = getattr(torch.Tag, "dynamic_output_shape", None)
 
 def _size_from_values(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """Whether the op's output size depends on tensor values (nonzero, masked_select, unique, boolean
-    mask indexing; indexing with integer tensors is value-independent in size)."""
-    if _DYNAMIC is None or _DYNAMIC not in func.tags:
-        return False
+    mask indexing; indexing with integer tensors is value-independent in size). Asked of ops
+    tagged dynamic_output_shape only."""
     if func.overloadpacket is torch.ops.aten.index:
         indices = args[1] if len(args) > 1 else kwargs.get("indices", ())
         return any(isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) for i in indices)
@@ -596,10 +605,10 @@ _PRE_DISPATCH = torch._C.DispatchKeySet(torch._C.DispatchKey.PreDispatch)
 """The recorder's dispatch key: excluding it runs ops off the record."""
 
 
-def _inert(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+def _inert(facts: _OpFacts, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """A random op switched off by its arguments is deterministic: dropout with train=False
     (eval mode), rrelu with training=False, attention with dropout_p=0."""
-    names = [a.name for a in func._schema.arguments]
+    names = facts.arg_names
     given = dict(zip(names, args)) | kwargs
     if "train" in names or "training" in names:
         return given.get("train", given.get("training")) is False
