@@ -93,7 +93,7 @@ def _frozen(v: Any) -> Any:
 def _tensor_key(t: torch.Tensor) -> tuple[Any, ...]:
     if type(t) not in (torch.Tensor, torch.nn.Parameter):
         raise Unkeyable(type(t).__name__)
-    return (tuple(t.shape), t.stride(), t.dtype, t.device, t.layout)
+    return (t.shape, t.stride(), t.dtype, t.device, t.layout)
 
 
 _SCALARS = frozenset({type(None), bool, int, float, str})
@@ -174,6 +174,12 @@ class Template:
     single: bool = False
     """One op on plain arguments that returns the module's one output, a new tensor (Linear, Conv,
     norms, activations): written down without the general bookkeeping."""
+    plan: tuple[tuple[int, Any], ...] = ()
+    """For a single template: each argument of its op as (IN, argument index), (STATE, parameter or
+    buffer name) or (PLAIN, the value)."""
+
+
+PLAIN, IN, STATE = 0, 1, 2
 
 
 def build_template(calls: list[Any], meta: dict[int, tuple[tuple[int, ...], torch.dtype]],
@@ -248,4 +254,8 @@ def build_template(calls: list[Any], meta: dict[int, tuple[tuple[int, ...], torc
               and not out_calls[0].written_inputs and out_calls[0].outs == (0,) and not rebinds
               and out_spec.is_leaf() and len(out_leaves) == 1 and out_leaves[0].same_as_input is None
               and out_leaves[0].slot == Slot("new", 0))
-    return Template(tuple(out_calls), tuple(new_meta), tuple(out_leaves), out_spec, rebinds, single)
+    plan: tuple[tuple[int, Any], ...] = ()
+    if single:
+        plan = tuple((PLAIN, a) if type(a) is not Slot else (IN if a.kind == "in" else STATE, a.index)
+                     for a in out_calls[0].args)
+    return Template(tuple(out_calls), tuple(new_meta), tuple(out_leaves), out_spec, rebinds, single, plan)

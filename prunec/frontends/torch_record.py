@@ -96,7 +96,7 @@ class Ref:
         return f"Ref(id={self.id})"
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """One recorded op: target, arguments (tensors as Refs), node name, output refs by position."""
 
@@ -332,6 +332,8 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
             return original(*args, **kwargs)  # an argument made off the record: the op path lifts it
         if template is _UNSEEN:
             return self._capture(key, module, original, args, kwargs, leaves, in_refs)
+        if template.single:  # type: ignore[union-attr]
+            return self._instantiate_single(template, module, in_refs)  # type: ignore[arg-type]
         return self._instantiate(template, module, leaves, in_refs)  # type: ignore[arg-type]
 
     def _capture(self, key: Any, module: torch.nn.Module, original: Any, args: tuple[Any, ...],
@@ -454,14 +456,23 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
                             in_refs: list[int | None]) -> torch.Tensor:
         """_instantiate for a template of one op making the one output (no 'new' argument slots)."""
         rec, c, leaf = self.rec, template.calls[0], template.out_leaves[0]
-        args = tuple([Ref(self._resolve(a, module, in_refs, [])) if type(a) is leaf_memo.Slot else a
-                      for a in c.args])
+        params, get = module._parameters, self.ref_of.get
+        args = []
+        for kind, x in template.plan:
+            if kind == leaf_memo.PLAIN:
+                args.append(x)
+            elif kind == leaf_memo.IN:
+                args.append(Ref(in_refs[x]))
+            else:
+                t = params[x] if x in params else module._buffers[x]
+                ref = get(t)
+                args.append(Ref(ref if ref is not None else self.attr_ref(t)))
         name = self.namespace.create_name(c.base_name, None)
         ref = len(rec.meta)
         rec.meta[ref] = template.new_meta[0]
         rec.names[ref] = name
         self.tainted.add(ref)
-        rec.calls.append(Call(c.target, args, {}, name, [ref], False, self.modules.now, c.other))
+        rec.calls.append(Call(c.target, tuple(args), {}, name, [ref], False, self.modules.now, c.other))
         t = _allocate(leaf.size, leaf.stride, leaf.dtype, leaf.device)
         self.ref_of[t] = ref
         self.skipped = True
