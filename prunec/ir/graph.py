@@ -122,26 +122,33 @@ class Graph:
 
         Ops must be added in topological order: every input must already exist.
         """
-        if op.name in self._op_by_name:
-            raise IRError(f"op {op.name!r} is defined twice; frontends must name ops uniquely")
-        for _, vname in inputs:
-            if vname not in self._values:
-                raise IRError(f"op {op.name!r} reads undefined value {vname!r}; add values first")
+        name, values, producer = op.name, self._values, self._producer
+        if name in self._op_by_name:
+            raise IRError(f"op {name!r} is defined twice; frontends must name ops uniquely")
+        try:
+            ins = [(port, values[v]) for port, v in inputs]
+        except KeyError:
+            missing = next(v for _, v in inputs if v not in values)
+            raise IRError(f"op {name!r} reads undefined value {missing!r}; add values first") from None
+        try:
+            outs = [values[v] for v in outputs]
+        except KeyError:
+            missing = next(v for v in outputs if v not in values)
+            raise IRError(f"op {name!r} defines unknown value {missing!r}; add it first") from None
         for vname in outputs:
-            if vname not in self._values:
-                raise IRError(f"op {op.name!r} defines unknown value {vname!r}; add it first")
-            if vname in self._producer:
-                raise IRError(f"value {vname!r} has two producers: {self._producer[vname]!r} and {op.name!r}")
+            if vname in producer:
+                raise IRError(f"value {vname!r} has two producers: {producer[vname]!r} and {name!r}")
         self._ops.append(op)
-        self._op_by_name[op.name] = op
-        self._input_values[op.name] = [(port, self._values[v]) for port, v in inputs]
-        self._output_values[op.name] = [self._values[v] for v in outputs]
+        self._op_by_name[name] = op
+        self._input_values[name] = ins
+        self._output_values[name] = outs
+        consumers = self._consumers
         for port, vname in inputs:
-            self._consumers[vname].append((op.name, port))
+            consumers[vname].append((name, port))
         for vname in outputs:
-            if self._consumers[vname]:
+            if consumers[vname]:
                 self._read_before_defined = True
-            self._producer[vname] = op.name
+            producer[vname] = name
         self._g = None
         return op
 
