@@ -283,18 +283,14 @@ def _frozen(v: object) -> object:
     return v
 
 
-def _signature(node: OpNode, ins: list[tuple[str, Value]], outs: list[Value], derived: set[str]) -> tuple | None:
+def _signature(node: OpNode, ins: list[tuple[str, Value]], outs: list[Value], derived: set[str]) -> tuple:
     """What a built-in rule can see of `node` (op, attributes, tensor sizes, which inputs are
-    parameters, which tensors are the same value), or None when some attribute is unhashable."""
+    parameters, which tensors are the same value); unhashable when some attribute is."""
     names: dict[str, int] = {}
-    sig = (node.op, tuple([(k, _frozen(v)) for k, v in node.attrs.items()]),
-           tuple([(port, v.shape, v.name in derived, names.setdefault(v.name, len(names))) for port, v in ins]),
-           tuple([(v.shape, names.setdefault(v.name, len(names))) for v in outs]))
-    try:
-        hash(sig)
-    except TypeError:
-        return None
-    return sig
+    number = names.setdefault
+    return (node.op, tuple([(k, _frozen(v)) for k, v in node.attrs.items()]) if node.attrs else (),
+            tuple([(port, v.shape, v.name in derived, number(v.name, len(names))) for port, v in ins]),
+            tuple([(v.shape, number(v.name, len(names))) for v in outs]))
 
 
 class _RuleBug(Exception):
@@ -318,6 +314,8 @@ def _answer(entry: RuleEntry, graph: Graph, node: OpNode, derived: set[str], tab
     except Exception as exc:  # noqa: BLE001 - a failing rule pins its node, never crashes prunec
         return f"rule from {entry.source} failed: {type(exc).__name__}: {exc}"
 
+
+_UNSEEN = object()
 
 _SEQ = 1 << 20
 """Pins and reductions apply in the order they were stated: io pins, then node by node. Each gets a
@@ -379,6 +377,7 @@ def _evaluate(graph: Graph, registry: RuleRegistry, table: AtomTable, reasons: _
     answers: dict[tuple, tuple[_Relative, list[tuple[list[_Relative], tuple[str, ...]]]] | str] = {}
     slot0, rank = table.value_slot0, table.value_rank
     own_rule: dict[int, bool] = {}  # rule entry -> whether it is a built-in rule
+    entry_of: dict[str, RuleEntry | None] = {}
     for i, node in enumerate(ops):
         ins, outs = graph.inputs(node), graph.outputs(node)
         _note_derived(node, ins, outs, derived, registry)
@@ -389,7 +388,9 @@ def _evaluate(graph: Graph, registry: RuleRegistry, table: AtomTable, reasons: _
         for v in outs:
             first = slot0[v.name]
             slots += range(first, first + rank[v.name])
-        entry = registry.get(node.op)
+        entry = entry_of.get(node.op, _UNSEEN)
+        if entry is _UNSEEN:
+            entry = entry_of[node.op] = registry.get(node.op)
         if entry is None:
             declined: str | None = f"no op rule for '{node.op}'"
             missing.append(node)
@@ -400,7 +401,10 @@ def _evaluate(graph: Graph, registry: RuleRegistry, table: AtomTable, reasons: _
             if built_in is None:
                 built_in = own_rule[id(entry)] = entry.rule.__module__.startswith("prunec.rules.")
             sig = _signature(node, ins, outs, derived) if built_in else None
-            answer = answers.get(sig) if sig is not None else None
+            try:
+                answer = answers.get(sig) if sig is not None else None
+            except TypeError:  # an unhashable attribute: answered on its own
+                sig = answer = None
             if answer is None:
                 answer = _answer(entry, graph, node, derived, table, slots)
                 if sig is not None:
