@@ -7,6 +7,7 @@ each channel is one zero-invariant unit: its slices of every member are removed 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -187,12 +188,20 @@ def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], lis
     seg_bounds = np.flatnonzero(np.diff(seg_group[seg_order])) + 1
     group_segs = zip(np.concatenate([[0], seg_bounds]).tolist(),
                      np.concatenate([seg_bounds, [nseg]]).tolist())
-    index_of = (atoms - table.slot_start[slot_of]).tolist()
-    values = {sid: graph.value(table.slot_value[sid]) for sid in seg_slot.tolist()}
-    axis_of = table.slot_axis
+    index_of = atoms - table.slot_start[slot_of]
+    seg_len = seg_hi - seg_lo
+    # a segment holding its whole axis (the common case) shares one tuple per length
+    whole = ((index_of[seg_lo] == 0) & (index_of[seg_hi - 1] == seg_len - 1)).tolist()
+    param_of: dict[str, str] = {}
+    for sid in seg_slot.tolist():
+        name = table.slot_value[sid]
+        if name not in param_of:
+            param_of[name] = str(graph.value(name).param)
+    axis_of, value_of = table.slot_axis, table.slot_value
     lo_hi = list(zip(seg_lo[seg_order].tolist(), seg_hi[seg_order].tolist()))
-    members = [Slice(str(values[sid].param), axis_of[sid], tuple(index_of[lo:hi]))
-               for sid, (lo, hi) in zip(seg_slot[seg_order].tolist(), lo_hi)]
+    members = [Slice(param_of[value_of[sid]], axis_of[sid],
+                     _whole(hi - lo) if whole[k] else tuple(index_of[lo:hi].tolist()))
+               for k, sid, (lo, hi) in zip(seg_order.tolist(), seg_slot[seg_order].tolist(), lo_hi)]
     channels = [channel[lo:hi] for lo, hi in lo_hi]
     groups: list[Group] = []
     for (lo_c, hi_c, g, reduced), (lo_s, hi_s) in zip(
@@ -206,6 +215,12 @@ def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], lis
                             tuple(channels[lo_s:hi_s]), seg_comps))
     groups.sort(key=lambda gr: gr.id)
     return groups, pinned_params
+
+
+@functools.lru_cache(maxsize=256)
+def _whole(n: int) -> tuple[int, ...]:
+    """0..n-1 (the indices of a whole axis): one shared tuple per length."""
+    return tuple(range(n))
 
 
 def _pinned_params(graph: Graph, result: CouplingResult, atoms: np.ndarray, slot_of: np.ndarray,
