@@ -41,6 +41,8 @@ class ExampleInputs:
 
     def tensors(self) -> list[torch.Tensor]:
         """Every tensor among the arguments (nested containers included)."""
+        if not self.kwargs and all(type(a) is torch.Tensor for a in self.args):
+            return list(self.args)
         leaves, _ = torch.utils._pytree.tree_flatten((self.args, dict(self.kwargs)))
         return [t for t in leaves if isinstance(t, torch.Tensor)]
 

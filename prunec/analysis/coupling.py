@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -325,33 +326,56 @@ sequence number (node position + 1) * _SEQ + its position within the node."""
 @dataclass
 class _Facts:
     """Atom-level facts as flat arrays: identity ranges (slot a, slot b, count), atom pairs, pins
-    (atom, reason, priority, sequence) and reductions (atom, reason, sequence)."""
+    (atom, reason, priority, sequence) and reductions (atom, reason, sequence). Pins and reductions
+    stated one at a time keep their reason, priority and sequence as numbers (`single_pins`,
+    `single_reductions`) until they are solved: a few array operations for all of them."""
 
     ident: list[np.ndarray] = field(default_factory=list)
     edges: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     pins: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
     reductions: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    single_pins: list[tuple[np.ndarray, int, int, int]] = field(default_factory=list)
+    single_reductions: list[tuple[np.ndarray, int, int]] = field(default_factory=list)
 
     def pin(self, atoms: np.ndarray, rid: int, prio: int, seq: int) -> None:
         """One pin of a few atoms."""
-        n = len(atoms)
-        self.pins.append((atoms, np.full(n, rid, np.int64), np.full(n, prio, np.int64),
-                          np.full(n, seq, np.int64)))
+        self.single_pins.append((atoms, rid, prio, seq))
 
     def reduce(self, atoms: np.ndarray, rid: int, seq: int) -> None:
         """One reduction of a few atoms."""
-        n = len(atoms)
-        self.reductions.append((atoms, np.full(n, rid, np.int64), np.full(n, seq, np.int64)))
+        self.single_reductions.append((atoms, rid, seq))
 
     def merged(self, *more: _Facts) -> _Facts:
         """These facts and `more`, together."""
-        out = _Facts(list(self.ident), list(self.edges), list(self.pins), list(self.reductions))
+        out = _Facts(list(self.ident), list(self.edges), list(self.pins), list(self.reductions),
+                     list(self.single_pins), list(self.single_reductions))
         for f in more:
             out.ident += f.ident
             out.edges += f.edges
             out.pins += f.pins
             out.reductions += f.reductions
+            out.single_pins += f.single_pins
+            out.single_reductions += f.single_reductions
         return out
+
+    def all_pins(self) -> list[tuple[np.ndarray, ...]]:
+        """Every pin as arrays (atom, reason, priority, sequence); each pin has its own (priority,
+        sequence), so the order of the parts does not matter once they are sorted by them."""
+        return self.pins + _expanded(self.single_pins)
+
+    def all_reductions(self) -> list[tuple[np.ndarray, ...]]:
+        """Every reduction as arrays (atom, reason, sequence)."""
+        return self.reductions + _expanded(self.single_reductions)
+
+
+def _expanded(singles: list[tuple[Any, ...]]) -> list[tuple[np.ndarray, ...]]:
+    """Single facts (atoms, then numbers) as one set of arrays, each number repeated per atom."""
+    if not singles:
+        return []
+    atoms = [s[0] for s in singles]
+    counts = np.fromiter(map(len, atoms), np.int64, len(atoms))
+    numbers = np.array([s[1:] for s in singles], dtype=np.int64)
+    return [(np.concatenate(atoms), *(np.repeat(numbers[:, k], counts) for k in range(numbers.shape[1])))]
 
 
 @dataclass
@@ -673,8 +697,9 @@ def _solve(facts: _Facts, table: AtomTable
     comp_pinned = np.zeros(ncomp, dtype=bool)
     comp_reason = np.full(ncomp, -1, dtype=np.int64)
     comp_pin_atom = np.full(ncomp, -1, dtype=np.int64)
-    if facts.pins:
-        atoms, rid, prio, seq = (np.concatenate(x) for x in zip(*facts.pins))
+    pins = facts.all_pins()
+    if pins:
+        atoms, rid, prio, seq = (np.concatenate(x) for x in zip(*pins))
         # by priority, then in stated order: a later pin's reason wins (a stable sort keeps the
         # order of atoms within a pin)
         order = np.lexsort((seq, prio))
@@ -685,8 +710,9 @@ def _solve(facts: _Facts, table: AtomTable
         comp_pin_atom[comps] = atoms
     comp_reduced = np.zeros(ncomp, dtype=bool)
     comp_red_reason = np.full(ncomp, -1, dtype=np.int64)
-    if facts.reductions:
-        atoms, rid, seq = (np.concatenate(x) for x in zip(*facts.reductions))
+    reductions = facts.all_reductions()
+    if reductions:
+        atoms, rid, seq = (np.concatenate(x) for x in zip(*reductions))
         order = np.argsort(seq, kind="stable")
         comps = labels[atoms[order]]
         comp_reduced[comps] = True

@@ -188,7 +188,7 @@ def build_template(calls: list[Any], meta: dict[int, tuple[tuple[int, ...], torc
                    device: torch.device | None = None) -> Template:
     """The template of one recorded call (raises Unkeyable when the call is not self-contained or
     its values could matter)."""
-    from prunec.frontends.torch_record import Ref, map_args, op_facts  # torch_record imports this module
+    from prunec.frontends.torch_record import Ref, flatten, map_args, op_facts  # torch_record imports this module
 
     new: dict[int, int] = {}
     new_meta: list[tuple[tuple[int, ...], torch.dtype]] = []
@@ -234,7 +234,7 @@ def build_template(calls: list[Any], meta: dict[int, tuple[tuple[int, ...], torc
         flat = not kwargs and not any(isinstance(a, (list, tuple)) for a in args)
         out_calls.append(TemplateCall(c.target, args, kwargs, base_name(c.target), tuple(outs), c.sequence,
                                       c.other, written, flat))  # type: ignore[arg-type]
-    out_leaves_, out_spec = pytree.tree_flatten(out)
+    out_leaves_, out_spec = flatten(out)
     ids = {id(x): i for i, x in enumerate(leaves) if isinstance(x, torch.Tensor)}
     out_leaves = []
     for leaf in out_leaves_:

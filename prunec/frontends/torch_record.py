@@ -812,13 +812,49 @@ def _mha_fastpath_off() -> Iterator[None]:
 
 def _input_names(model: torch.nn.Module, inputs: ExampleInputs) -> list[str]:
     """Forward's parameter name for each positional argument, then the keyword names."""
+    forward = model.forward
+    function = getattr(forward, "__func__", None)  # a method: its signature is the function's
     try:
-        params = [p for p in inspect.signature(model.forward).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    except (TypeError, ValueError):
-        params = []
-    names = [params[i].name if i < len(params) else f"arg{i}" for i in range(len(inputs.args))]
+        params = _POSITIONAL.get(function) if function is not None else None
+    except TypeError:
+        params = None
+    if params is None:
+        try:
+            params = [p.name for p in inspect.signature(forward).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):
+            params = []
+        if function is not None:
+            with contextlib.suppress(TypeError):  # a callable object that takes no weak reference
+                _POSITIONAL[function] = params
+    names = [params[i] if i < len(params) else f"arg{i}" for i in range(len(inputs.args))]
     return names + list(inputs.kwargs)
+
+
+_POSITIONAL: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
+"""Forward function -> the names of its positional parameters (self excluded)."""
+
+
+def flatten(tree: Any) -> tuple[list[Any], Any]:
+    """pytree.tree_flatten, without the walk for the common cases: one tensor, and positional
+    tensors with no keywords ((tensors, {}), as inputs are flattened)."""
+    if type(tree) is torch.Tensor:
+        return [tree], _spec_of("tensor", tree)
+    if (type(tree) is tuple and len(tree) == 2 and type(tree[1]) is dict and not tree[1]
+            and type(tree[0]) is tuple and all(type(a) is torch.Tensor for a in tree[0])):
+        return list(tree[0]), _spec_of(len(tree[0]), tree)
+    return pytree.tree_flatten(tree)
+
+
+_SPECS: dict[Any, Any] = {}
+
+
+def _spec_of(kind: Any, tree: Any) -> Any:
+    """The (immutable) tree spec of a tree of that kind, made once."""
+    spec = _SPECS.get(kind)
+    if spec is None:
+        spec = _SPECS[kind] = pytree.tree_flatten(tree)[1]
+    return spec
 
 
 def record(model: torch.nn.Module, inputs: ExampleInputs, *, memo: bool = True,
@@ -860,10 +896,10 @@ def _record(model: torch.nn.Module, inputs: ExampleInputs, index: ModelIndex | N
     index = index or ModelIndex.of(model)
     state = {id(t): n for n, t in [*index.parameters, *index.buffers]}
 
-    leaves, rec.in_spec = pytree.tree_flatten((tuple(inputs.args), dict(inputs.kwargs)))
+    leaves, rec.in_spec = flatten((tuple(inputs.args), dict(inputs.kwargs)))
     top = list(inputs.args) + list(inputs.kwargs.values())
     for name, arg in zip(rec.arg_names, top):
-        arg_leaves = pytree.tree_leaves(arg)
+        arg_leaves = [arg] if type(arg) is torch.Tensor else pytree.tree_leaves(arg)
         for k, leaf in enumerate(arg_leaves):
             pname = name if len(arg_leaves) == 1 else f"{name}_{k}"
             ref = None
@@ -902,7 +938,7 @@ def _record(model: torch.nn.Module, inputs: ExampleInputs, index: ModelIndex | N
         stack.enter_context(_instrumented(index, modules, recorder if memo else None))
         out = inputs.call(model)
 
-    out_leaves, rec.out_spec = pytree.tree_flatten(out)
+    out_leaves, rec.out_spec = flatten(out)
     rec.outputs = [recorder._ref(leaf) for leaf in out_leaves]
     return RecordedProgram(rec), out, recorder.skipped
 
