@@ -284,7 +284,11 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
             # recording cannot see (n = torch.nonzero(m).shape[0]); torch.export tracks such sizes
             raise NotRecordable(f"{func} makes a tensor whose size depends on tensor values")
         hot = bool(self.tainted) and any(r in self.tainted for r in _refs((call_args, call_kwargs)))
-        out = func(*args, **kwargs)
+        if type(func) is torch._ops.OpOverload and _EAGER is not None:
+            with _EAGER():  # the op itself runs as in plain eager mode, without Python kernels
+                out = func(*args, **kwargs)
+        else:
+            out = func(*args, **kwargs)
         if isinstance(out, (bool, int, float, complex)):
             # a tensor's value steered Python (if x.sum() > 0, x.item()): torch.export refuses such
             # models, and a recording would silently keep only the branch this input took
@@ -535,6 +539,10 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
 
 
 _UNSEEN = object()
+
+_EAGER = getattr(torch._C, "_DisablePythonDispatcher", None)
+"""Guard switching the Python dispatcher off: the recording needs it to see ops at the PreDispatch
+key, but each op, once recorded, computes exactly as in eager mode (several times faster)."""
 
 
 @functools.lru_cache(maxsize=1)
