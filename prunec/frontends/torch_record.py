@@ -284,8 +284,8 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
             # recording cannot see (n = torch.nonzero(m).shape[0]); torch.export tracks such sizes
             raise NotRecordable(f"{func} makes a tensor whose size depends on tensor values")
         hot = bool(self.tainted) and any(r in self.tainted for r in _refs((call_args, call_kwargs)))
-        if type(func) is torch._ops.OpOverload and _EAGER is not None:
-            with _EAGER():  # the op itself runs as in plain eager mode, without Python kernels
+        if type(func) is torch._ops.OpOverload:
+            with _eager():  # the op itself runs as in plain eager mode, without Python kernels
                 out = func(*args, **kwargs)
         else:
             out = func(*args, **kwargs)
@@ -540,7 +540,7 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
 
 _UNSEEN = object()
 
-_EAGER = getattr(torch._C, "_DisablePythonDispatcher", None)
+_eager = getattr(torch._C, "_DisablePythonDispatcher", contextlib.nullcontext)
 """Guard switching the Python dispatcher off: the recording needs it to see ops at the PreDispatch
 key, but each op, once recorded, computes exactly as in eager mode (several times faster)."""
 
@@ -569,7 +569,7 @@ def map_args(a: Any, kind: type, fn: Callable[[Any], Any]) -> Any:
 
 def _allocate(size: Any, stride: Any, dtype: torch.dtype, device: Any) -> torch.Tensor:
     """An uninitialized tensor, made off the record (the recorder sits on the PreDispatch key)."""
-    with torch._C._ExcludeDispatchKeyGuard(_PRE_DISPATCH):
+    with torch._C._ExcludeDispatchKeyGuard(_PRE_DISPATCH), _eager():
         return torch.empty_strided(size, stride, dtype=dtype, device=device)
 
 
