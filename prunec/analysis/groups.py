@@ -116,18 +116,6 @@ class PinnedParam:
     reason: str
 
 
-def sorted_unique(a: np.ndarray) -> np.ndarray:
-    """np.unique of an integer array by sorting (numpy 2's hash-based unique is several times slower
-    on the millions of distinct component ids a large model has)."""
-    s = np.sort(a, kind="stable")
-    if len(s) == 0:
-        return s
-    keep = np.empty(len(s), dtype=bool)
-    keep[0] = True
-    np.not_equal(s[1:], s[:-1], out=keep[1:])
-    return s[keep]
-
-
 def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], list[PinnedParam]]:
     """Partition the unpinned components holding parameter atoms into groups."""
     table, labels = result.atoms, result.labels
@@ -152,15 +140,20 @@ def build_groups(graph: Graph, result: CouplingResult) -> tuple[list[Group], lis
     seg_of_slot = np.full(nslots, -1, dtype=np.int64)
     seg_of_slot[seg_slot] = np.arange(nseg)
 
-    # join the segments each comp touches; a comp's group is that of any of its segments
-    code = sorted_unique(comp * nslots + slot_of)  # one int per (comp, slot) pair, comp-major
-    pair_comp, pair_seg = code // nslots, seg_of_slot[code % nslots]
-    new_comp = np.concatenate([[True], pair_comp[1:] != pair_comp[:-1]])
-    ucomps, comp_seg = pair_comp[new_comp], pair_seg[new_comp]
-    first_seg = comp_seg[np.cumsum(new_comp) - 1]
-    join = sorted_unique((first_seg * nseg + pair_seg)[first_seg != pair_seg])
-    _, seg_group = components(nseg, join // nseg, join % nseg)
-    comp_group = seg_group[comp_seg]
+    # join the segments each comp touches: each atom's segment to one segment of its comp (runs
+    # of equal pairs, the atoms of a segment whose comps lie in one other segment, as one edge);
+    # a comp's group is that of any of its segments
+    seg_of_atom = seg_of_slot[slot_of]
+    present = np.zeros(ncomp, dtype=bool)
+    present[comp] = True
+    ucomps = np.flatnonzero(present)
+    rep = np.empty(ncomp, dtype=np.int64)
+    rep[comp] = seg_of_atom  # any one of the segments the comp lies in
+    a = rep[comp]
+    edge = a != seg_of_atom
+    edge[1:] &= (a[1:] != a[:-1]) | (seg_of_atom[1:] != seg_of_atom[:-1])
+    _, seg_group = components(nseg, a[edge], seg_of_atom[edge])
+    comp_group = seg_group[rep[ucomps]]
 
     # group ids follow the graph: by each group's first atom
     first_atom = np.full(ncomp, np.iinfo(np.int64).max, dtype=np.int64)
