@@ -53,16 +53,17 @@ def eval_mode(model: torch.nn.Module, index: ModelIndex | None = None) -> Iterat
                 m.training = flag
 
 
-_OP_KEYS: dict[Any, str] = {}
+_OP_KEYS: dict[int, tuple[Any, str]] = {}
+"""id(OpOverload) -> (the overload, its op key); the overload is kept so its id stays its own."""
 
 
 def op_key(target: Any) -> str:
     """'aten::conv2d' for torch.ops.aten.conv2d.default; a readable name for anything else."""
     if isinstance(target, torch._ops.OpOverload):
-        key = _OP_KEYS.get(target)
-        if key is None:
-            key = _OP_KEYS[target] = str(target._schema.name)
-        return key
+        known = _OP_KEYS.get(id(target))  # by identity: an OpOverload hashes in Python
+        if known is None or known[0] is not target:
+            known = _OP_KEYS[id(target)] = (target, str(target._schema.name))
+        return known[1]
     schema = getattr(target, "_schema", None)
     if schema is not None:
         return str(schema.name)
@@ -457,8 +458,9 @@ def split_args(target: Any, args: Any, kwargs: Any, value_name: Any, concrete: A
         for i, a in enumerate(flat):
             _classify(f"arg{i}", a, inputs, attrs, value_name, concrete)
         return inputs, attrs
+    given = len(args)
     for i, (name, has_default, default) in enumerate(schema):
-        if i < len(args):
+        if i < given:
             value = args[i]
         elif name in kwargs:
             value = kwargs[name]
@@ -466,27 +468,28 @@ def split_args(target: Any, args: Any, kwargs: Any, value_name: Any, concrete: A
             value = default
         else:
             continue
-        _classify(name, value, inputs, attrs, value_name, concrete)
+        vname = value_name(value)
+        if vname is not None:  # the common case, a tensor argument, without a call
+            inputs.append((name, vname))
+        else:
+            _classify(name, value, inputs, attrs, value_name, concrete)
     return inputs, attrs
 
 
-_SCHEMAS: dict[Any, tuple[tuple[str, bool, Any], ...] | None] = {}
+_SCHEMAS: dict[int, tuple[Any, tuple[tuple[str, bool, Any], ...] | None]] = {}
 
 
 def _schema_arguments(target: Any) -> tuple[tuple[str, bool, Any], ...] | None:
     """(name, has default, default) of each schema argument of an op overload, cached (reading a
     schema builds new Python objects every time)."""
-    try:
-        return _SCHEMAS[target]
-    except KeyError:
-        pass
-    except TypeError:  # an unhashable target
-        return None
+    known = _SCHEMAS.get(id(target))  # by identity: an OpOverload hashes in Python
+    if known is not None and known[0] is target:
+        return known[1]
     schema = getattr(target, "_schema", None)
     args = None if schema is None else tuple(
         (a.name, a.has_default_value(), a.default_value if a.has_default_value() else None)
         for a in schema.arguments)
-    _SCHEMAS[target] = args
+    _SCHEMAS[id(target)] = (target, args)  # the target is kept: its id stays its own
     return args
 
 
