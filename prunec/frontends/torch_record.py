@@ -104,7 +104,7 @@ class Call:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     name: str
-    outs: list[int | None]
+    outs: tuple[int | None, ...]
     """Ref of each tensor output (one entry for a single tensor, one per element of a sequence)."""
     sequence: bool
     """Whether the op returned a list/tuple (its elements get getitem nodes)."""
@@ -298,13 +298,13 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
         name = self.namespace.create_name(facts.base_name, None)
         modules = self.modules.now
         if isinstance(out, torch.Tensor):
-            call = Call(func, call_args, call_kwargs, name, [self._new_ref(out, name)], False, modules)
+            call = Call(func, call_args, call_kwargs, name, (self._new_ref(out, name),), False, modules)
         elif isinstance(out, (list, tuple)):
             outs = [self._new_ref(o, self.namespace.create_name("getitem", None))
                     if isinstance(o, torch.Tensor) else None for o in out]
-            call = Call(func, call_args, call_kwargs, name, outs, True, modules)
+            call = Call(func, call_args, call_kwargs, name, tuple(outs), True, modules)
         else:
-            call = Call(func, call_args, call_kwargs, name, [], False, modules, other=out)
+            call = Call(func, call_args, call_kwargs, name, (), False, modules, other=out)
         if hot:
             for r in call.outs:
                 if r is not None:
@@ -437,7 +437,7 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
                 self.tainted.add(ref)
                 new.append(ref)
                 outs.append(ref)
-            rec.calls.append(Call(c.target, args, kwargs, name, outs, c.sequence, modules, other=c.other))
+            rec.calls.append(Call(c.target, args, kwargs, name, tuple(outs), c.sequence, modules, other=c.other))
         out: list[Any] = []
         for leaf in template.out_leaves:
             if leaf.slot is None:
@@ -476,7 +476,7 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
         rec.meta[ref] = template.new_meta[0]
         rec.names[ref] = name
         self.tainted.add(ref)
-        rec.calls.append(Call(c.target, tuple(args), {}, name, [ref], False, self.modules.now, c.other))
+        rec.calls.append(Call(c.target, tuple(args), {}, name, (ref,), False, self.modules.now, c.other))
         t = _allocate(leaf.size, leaf.stride, leaf.dtype, leaf.device)
         self.ref_of[t] = ref
         self.skipped = True
