@@ -119,7 +119,7 @@ def main() -> None:
         print(TAG + json.dumps(measure(sys.argv[i + 1], sys.argv[i + 2], int(sys.argv[i + 3]))), flush=True)
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--depths", type=int, nargs="+", default=[10, 100, 1000])
+    ap.add_argument("--depths", type=int, nargs="*", default=[10, 100, 1000])
     ap.add_argument("--models", nargs="*", default=["resnet50"])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=1,
