@@ -18,7 +18,7 @@ from prunec.analysis.coupling import CouplingResult
 from prunec.ir.graph import Graph
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Slice:
     """Indices `indices` of axis `dim` of state_dict entry `param` (original numbering)."""
 
@@ -46,7 +46,7 @@ def _ranges(idx: Sequence[int]) -> str:
     return ",".join(out)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class Group:
     """Coupled parameter slices; `members` hold every channel, in original numbering."""
 

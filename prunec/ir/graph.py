@@ -32,7 +32,7 @@ class ValueKind(str, Enum):
 _STATE_KINDS = frozenset({ValueKind.PARAM, ValueKind.BUFFER})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Value:
     """A tensor flowing between ops."""
 
@@ -56,7 +56,7 @@ class Value:
         return self.kind in _STATE_KINDS
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class OpNode:
     """One operation. `op` is an open key: 'aten.conv2d', 'onnx::Conv', 'mylib.fused_attn'."""
 
