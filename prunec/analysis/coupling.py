@@ -472,6 +472,9 @@ def _batch_facts(ev: _Evaluated, table: AtomTable, reasons: _Reasons) -> _Facts:
     start, size = table.slot_start, table.slot_size
     for rel, positions, slots in ev.batches:
         k = len(positions)
+        if k == 1:  # a node whose answer no other node shares (CNNs whose layers all differ)
+            _lone_facts(out, rel, positions[0], slots[0].tolist(), ev.ops[positions[0]], table, reasons)
+            continue
         seq0 = (np.asarray(positions, dtype=np.int64) + 1) * _SEQ
         la, lb, count = rel.identity_columns()
         if len(la):  # (slot a, slot b, count) triples of every node, node by node
@@ -509,6 +512,30 @@ def _batch_facts(ev: _Evaluated, table: AtomTable, reasons: _Reasons) -> _Facts:
             out.pins.append((atoms, np.repeat(rids, sizes), np.full(len(atoms), AUTO, np.int64),
                              np.repeat(seqs, sizes)))
     return out
+
+
+def _lone_facts(out: _Facts, rel: _Relative, position: int, slots: list[int], node: OpNode, table: AtomTable,
+                reasons: _Reasons) -> None:
+    """_batch_facts for a batch of one node: its pins and reductions are stated one at a time (made
+    into arrays once, when solved), with the same sequence numbers and reasons as a batch's."""
+    seq = (position + 1) * _SEQ
+    ident = [x for la, lb, n, ia, _ in rel.edges if ia is None for x in (slots[la], slots[lb], n)]
+    if ident:
+        out.ident.append(np.asarray(ident, dtype=np.int64))
+    for la, lb, _, ia, ib in rel.edges:
+        if ia is not None:
+            out.edges.append((int(table.slot_start[slots[la]]) + ia, int(table.slot_start[slots[lb]]) + ib))
+    for la, idx, reason in rel.pins:
+        out.pin(table.atoms(slots[la], idx), reasons.at(reason, node.name), RULE, seq)
+        seq += 1
+    for la, reason in rel.reductions:
+        out.reduce(table.atoms(slots[la]), reasons.at(reason, node.name), seq)
+        seq += 1
+    for p in rel.unmentioned_positions(slots):  # axes no fact mentions pass nothing: pinned
+        sid = slots[p]
+        rid = reasons.auto(node.op, table.slot_value[sid], table.slot_axis[sid])
+        out.pin(table.atoms(sid), rid, AUTO, seq)
+        seq += 1
 
 
 def _rows(atoms: np.ndarray, rids: np.ndarray, prio: int, seq: np.ndarray
