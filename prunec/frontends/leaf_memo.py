@@ -119,7 +119,7 @@ def key(module: torch.nn.Module, leaves: list[Any]) -> tuple[Any, ...]:
     return (type(module), tuple(attrs), tuple(state), tuple(args))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Slot:
     """Where a template's tensor comes from: 'in' (the i-th argument leaf), 'attr' (the module's
     parameter or buffer of that name) or 'new' (the i-th value the template's ops make)."""
@@ -128,7 +128,7 @@ class Slot:
     index: int | str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TemplateCall:
     """One op of a template: the Call fields with Slots in place of Refs."""
 
@@ -146,7 +146,7 @@ class TemplateCall:
     """No keyword arguments and no list arguments: each argument is a Slot or a plain value."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OutLeaf:
     """One leaf of the module's output: a tensor (its slot, whether it is an argument object itself,
     and how to allocate it) or a plain value."""
@@ -160,7 +160,7 @@ class OutLeaf:
     value: Any = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Template:
     """The ops one keyed call dispatched, and how its outputs and arguments relate to them."""
 
@@ -211,11 +211,11 @@ def build_template(calls: list[Any], meta: dict[int, tuple[tuple[int, ...], torc
 
     out_calls = []
     for c in calls:
-        if VALUE_TAGS.intersection(c.target.tags):
+        facts = op_facts(c.target)
+        if facts.reads_values:
             raise Unkeyable(f"{c.target} depends on values")
         args, kwargs = spec(c.args), {k: spec(v) for k, v in c.kwargs.items()}
         written = ()
-        facts = op_facts(c.target)
         if facts.mutable:
             given = dict(zip(facts.arg_names, args)) | kwargs
             targets = [given.get(name) for name in facts.written]
@@ -253,7 +253,8 @@ def build_template(calls: list[Any], meta: dict[int, tuple[tuple[int, ...], torc
     single = (len(out_calls) == 1 and out_calls[0].flat and not out_calls[0].sequence
               and not out_calls[0].written_inputs and out_calls[0].outs == (0,) and not rebinds
               and out_spec.is_leaf() and len(out_leaves) == 1 and out_leaves[0].same_as_input is None
-              and out_leaves[0].slot == Slot("new", 0))
+              and out_leaves[0].slot is not None and out_leaves[0].slot.kind == "new"
+              and out_leaves[0].slot.index == 0)
     plan: tuple[tuple[int, Any], ...] = ()
     if single:
         plan = tuple((PLAIN, a) if type(a) is not Slot else (IN if a.kind == "in" else STATE, a.index)

@@ -585,21 +585,27 @@ class _OpFacts:
     """Schema argument names, in order."""
     written: tuple[str, ...]
     """The arguments the op writes into (in-place and out= ops)."""
+    reads_values: bool
+    """Tagged as reading its result's size or value off tensor values (leaf_memo.VALUE_TAGS)."""
 
 
-_FACTS: dict[Any, _OpFacts] = {}
+_FACTS: dict[int, tuple[Any, _OpFacts]] = {}
+"""id(op overload) -> (the overload, its facts); by identity, as an OpOverload hashes in Python."""
 
 
 def op_facts(func: Any) -> _OpFacts:
     """What the recorder (and leaf templates) need of an ATen op overload, read once per op."""
-    facts = _FACTS.get(func)
-    if facts is None:
-        tags, schema = set(func.tags), func._schema
-        facts = _FACTS[func] = _OpFacts(
-            bool(schema.is_mutable), _DYNAMIC is not None and _DYNAMIC in tags,
-            torch.Tag.nondeterministic_seeded in tags, _base_name(func),
-            tuple(a.name for a in schema.arguments),
-            tuple(a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write))
+    known = _FACTS.get(id(func))
+    if known is not None and known[0] is func:
+        return known[1]
+    tags, schema = set(func.tags), func._schema
+    facts = _OpFacts(
+        bool(schema.is_mutable), _DYNAMIC is not None and _DYNAMIC in tags,
+        torch.Tag.nondeterministic_seeded in tags, _base_name(func),
+        tuple(a.name for a in schema.arguments),
+        tuple(a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write),
+        bool(leaf_memo.VALUE_TAGS & tags))
+    _FACTS[id(func)] = (func, facts)  # the overload is kept: its id stays its own
     return facts
 
 
