@@ -472,7 +472,7 @@ def _batch_facts(ev: _Evaluated, table: AtomTable, reasons: _Reasons) -> _Facts:
     start, size = table.slot_start, table.slot_size
     for rel, positions, slots in ev.batches:
         k = len(positions)
-        if k == 1:  # a node whose answer no other node shares (CNNs whose layers all differ)
+        if k == 1 and LONE_NODES_ONE_AT_A_TIME:  # an answer no other node shares (CNNs' layers all differ)
             _lone_facts(out, rel, positions[0], slots[0].tolist(), ev.ops[positions[0]], table, reasons)
             continue
         seq0 = (np.asarray(positions, dtype=np.int64) + 1) * _SEQ
@@ -512,6 +512,10 @@ def _batch_facts(ev: _Evaluated, table: AtomTable, reasons: _Reasons) -> _Facts:
             out.pins.append((atoms, np.repeat(rids, sizes), np.full(len(atoms), AUTO, np.int64),
                              np.repeat(seqs, sizes)))
     return out
+
+
+LONE_NODES_ONE_AT_A_TIME = True
+"""A batch of one node states its facts one at a time (fewer array operations; the same facts)."""
 
 
 def _lone_facts(out: _Facts, rel: _Relative, position: int, slots: list[int], node: OpNode, table: AtomTable,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from prunec.frontends.model_index import ModelIndex
+from prunec.zoo import ZOO
 
 
 class Tricky(nn.Module):
@@ -44,3 +46,32 @@ def test_a_state_dict_hook_is_honoured():
     index = ModelIndex.of(model)
     assert _ids(index.state) == _ids(model.state_dict(keep_vars=True).items())
     assert "a.1.running_var" not in dict(index.state)
+
+
+class OwnWalk(nn.Module):
+    """A module whose named_modules() hides a child: the index must ask it, not walk _modules."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = nn.Linear(2, 2)
+        self.hidden = nn.Linear(2, 2)
+
+    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+        yield prefix, self
+        yield from self.seen.named_modules(memo, prefix + ("." if prefix else "") + "seen", remove_duplicate)
+
+
+def test_a_class_with_its_own_named_modules_is_asked():
+    model = nn.Sequential(nn.Linear(2, 2), OwnWalk())
+    index = ModelIndex.of(model)
+    assert [n for n, _ in index.modules] == [n for n, _ in model.named_modules()] == ["", "0", "1", "1.seen"]
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_index_agrees_with_torch_walks_on_every_zoo_model(name):
+    model = ZOO[name].build()
+    index = ModelIndex.of(model)
+    assert [(n, id(m)) for n, m in index.modules] == [(n, id(m)) for n, m in model.named_modules()]
+    assert _ids(index.parameters) == _ids(model.named_parameters())
+    assert _ids(index.buffers) == _ids(model.named_buffers())
+    assert _ids(index.state) == _ids(model.state_dict(keep_vars=True).items())
