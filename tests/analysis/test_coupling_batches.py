@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from prunec.zoo import ZOO
 
 import prunec
 from prunec.analysis import coupling
-from prunec.zoo import ZOO
 
 
 def _solved(model, inputs):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from prunec.zoo import ZOO
 from torch import nn
 
 from prunec.frontends.model_index import ModelIndex
-from prunec.zoo import ZOO
 
 
 class Tricky(nn.Module):
