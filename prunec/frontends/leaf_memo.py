@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils import _pytree as pytree
 
 # Module bookkeeping (hook dicts, parameter stores; the recorder's forward shadow): not configuration
 _INTERNAL = (frozenset(torch.nn.Module().__dict__) - {"training"}) | {"forward"}
@@ -191,7 +190,8 @@ def build_template(calls: list[Any], meta: dict[int, tuple[tuple[int, ...], torc
                    device: torch.device | None = None) -> Template:
     """The template of one recorded call (raises Unkeyable when the call is not self-contained or
     its values could matter)."""
-    from prunec.frontends.torch_record import Ref, flatten, map_args, op_facts  # torch_record imports this module
+    # torch_record imports this module
+    from prunec.frontends.torch_record import Ref, flatten, map_args, op_facts
 
     new: dict[int, int] = {}
     new_meta: list[tuple[tuple[int, ...], torch.dtype]] = []
