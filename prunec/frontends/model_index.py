@@ -28,43 +28,38 @@ class ModelIndex:
         every = _walk(model)
         seen_modules: set[int] = set()
         modules = []
-        seen_tensors: set[int] = set()
-        parameters: list[tuple[str, torch.Tensor]] = []
-        buffers: list[tuple[str, torch.Tensor]] = []
-        state: list[tuple[str, torch.Tensor]] | None = []
-        base_save = torch.nn.Module._save_to_state_dict
-        for prefix, m in every:
-            dot = prefix + "." if prefix else ""
-            params, bufs = m._parameters, m._buffers
+        for name, m in every:
             if id(m) not in seen_modules:
                 seen_modules.add(id(m))
-                modules.append((prefix, m))
-                # a tensor's first name: a later path of the same module only repeats names already seen
-                for k, t in params.items():
-                    if t is not None and id(t) not in seen_tensors:
-                        seen_tensors.add(id(t))
-                        parameters.append((dot + k, t))
-            if state is None:
-                continue
-            if (type(m)._save_to_state_dict is not base_save or m._state_dict_hooks
-                    or getattr(m, "_state_dict_pre_hooks", None)):
-                state = None  # the module customizes what it saves: ask state_dict itself below
-                continue
-            state += [(dot + k, t) for k, t in params.items() if t is not None]
-            if bufs:
-                skip = m._non_persistent_buffers_set
-                state += [(dot + k, t) for k, t in bufs.items() if t is not None and k not in skip]
-        seen_tensors.clear()
-        for prefix, m in modules:  # buffers after parameters: named_buffers() dedups on its own
-            if m._buffers:
-                dot = prefix + "." if prefix else ""
-                for k, t in m._buffers.items():
-                    if t is not None and id(t) not in seen_tensors:
-                        seen_tensors.add(id(t))
-                        buffers.append((dot + k, t))
-        if state is None:
-            state = list(model.state_dict(keep_vars=True).items())
-        return cls(modules, parameters, buffers, state)
+                modules.append((name, m))
+        parameters, buffers = _unique(modules, "_parameters"), _unique(modules, "_buffers")
+        return cls(modules, parameters, buffers, _state(model, every))
+
+
+def _unique(modules: list[tuple[str, torch.nn.Module]], store: str) -> list[tuple[str, torch.Tensor]]:
+    seen: set[int] = set()
+    out = []
+    for prefix, m in modules:
+        for k, t in getattr(m, store).items():
+            if t is not None and id(t) not in seen:
+                seen.add(id(t))
+                out.append((f"{prefix}.{k}" if prefix else k, t))
+    return out
+
+
+def _state(model: torch.nn.Module, every: list[tuple[str, torch.nn.Module]]) -> list[tuple[str, torch.Tensor]]:
+    """state_dict's entries, read off the stores unless a module customizes what it saves."""
+    base = torch.nn.Module._save_to_state_dict
+    out: list[tuple[str, torch.Tensor]] = []
+    for prefix, m in every:
+        if (type(m)._save_to_state_dict is not base or m._state_dict_hooks
+                or getattr(m, "_state_dict_pre_hooks", None)):
+            return list(model.state_dict(keep_vars=True).items())
+        dot = prefix + "." if prefix else ""
+        out += [(dot + k, t) for k, t in m._parameters.items() if t is not None]
+        out += [(dot + k, t) for k, t in m._buffers.items()
+                if t is not None and k not in m._non_persistent_buffers_set]
+    return out
 
 
 def _walk(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
