@@ -403,9 +403,7 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
     def _instantiate(self, template: leaf_memo.Template, module: torch.nn.Module, leaves: list[Any],
                      in_refs: list[int | None]) -> Any:
         """Write down the template's calls for this module and arguments; outputs are allocated, not
-        computed."""
-        if template.single:
-            return self._instantiate_single(template, module, in_refs)
+        computed. (memo_call sends single templates to _instantiate_single.)"""
         rec = self.rec
         new: list[int] = []
         resolve, slot_type = self._resolve, leaf_memo.Slot
@@ -460,7 +458,6 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
                             in_refs: list[int | None]) -> torch.Tensor:
         """_instantiate for a template of one op making the one output (no 'new' argument slots)."""
         rec, c, leaf = self.rec, template.calls[0], template.out_leaves[0]
-        params, get = module._parameters, self.ref_of.get
         args = []
         for kind, x in template.plan:
             if kind == leaf_memo.PLAIN:
@@ -468,9 +465,7 @@ class _Recorder(_PreDispatchMode or object):  # type: ignore[misc]
             elif kind == leaf_memo.IN:
                 args.append(Ref(in_refs[x]))
             else:
-                t = params[x] if x in params else module._buffers[x]
-                ref = get(t)
-                args.append(Ref(ref if ref is not None else self.attr_ref(t)))
+                args.append(Ref(self._state_ref(_state_tensor(module, x))))
         name = self.namespace.create_name(c.base_name, None)
         ref = len(rec.meta)
         rec.meta[ref] = template.new_meta[0]
