@@ -20,6 +20,7 @@ import torch.fx
 
 from prunec.errors import InputError, TraceError
 from prunec.frontends.autograd_calls import AutogradCall, add_region, record_autograd_calls, regions
+from prunec.frontends.identity_cache import cached_by_identity
 from prunec.frontends.model_index import ModelIndex
 from prunec.inputs import ExampleInputs
 from prunec.ir.graph import Graph, OpNode, Value, ValueKind
@@ -53,23 +54,21 @@ def eval_mode(model: torch.nn.Module, index: ModelIndex | None = None) -> Iterat
                 m.training = flag
 
 
-_OP_KEYS: dict[int, tuple[Any, str]] = {}
-"""id(OpOverload) -> (the overload, its op key); the overload is kept so its id stays its own."""
-
-
 def op_key(target: Any) -> str:
     """'aten::conv2d' for torch.ops.aten.conv2d.default; a readable name for anything else."""
     if isinstance(target, torch._ops.OpOverload):
-        known = _OP_KEYS.get(id(target))  # by identity: an OpOverload hashes in Python
-        if known is None or known[0] is not target:
-            known = _OP_KEYS[id(target)] = (target, str(target._schema.name))
-        return known[1]
+        return _overload_key(target)
     schema = getattr(target, "_schema", None)
     if schema is not None:
         return str(schema.name)
     name = getattr(target, "__name__", None) or str(target)
     module = getattr(target, "__module__", None) or "python"
     return f"{module}::{name}"
+
+
+@cached_by_identity
+def _overload_key(target: torch._ops.OpOverload) -> str:
+    return str(target._schema.name)
 
 
 def _concrete(v: Any) -> Any:
@@ -476,21 +475,14 @@ def split_args(target: Any, args: Any, kwargs: Any, value_name: Any, concrete: A
     return inputs, attrs
 
 
-_SCHEMAS: dict[int, tuple[Any, tuple[tuple[str, bool, Any], ...] | None]] = {}
-
-
+@cached_by_identity
 def _schema_arguments(target: Any) -> tuple[tuple[str, bool, Any], ...] | None:
     """(name, has default, default) of each schema argument of an op overload, cached (reading a
     schema builds new Python objects every time)."""
-    known = _SCHEMAS.get(id(target))  # by identity: an OpOverload hashes in Python
-    if known is not None and known[0] is target:
-        return known[1]
     schema = getattr(target, "_schema", None)
-    args = None if schema is None else tuple(
+    return None if schema is None else tuple(
         (a.name, a.has_default_value(), a.default_value if a.has_default_value() else None)
         for a in schema.arguments)
-    _SCHEMAS[id(target)] = (target, args)  # the target is kept: its id stays its own
-    return args
 
 
 def _classify(name: str, value: Any, inputs: list[tuple[str, str]], attrs: dict[str, Any], value_name: Any,

@@ -35,6 +35,7 @@ import torch.fx
 from torch.utils import _pytree as pytree
 
 from prunec.frontends import leaf_memo
+from prunec.frontends.identity_cache import cached_by_identity
 from prunec.frontends.model_index import ModelIndex
 from prunec.inputs import ExampleInputs
 
@@ -584,24 +585,16 @@ class _OpFacts:
     """Tagged as reading its result's size or value off tensor values (leaf_memo.VALUE_TAGS)."""
 
 
-_FACTS: dict[int, tuple[Any, _OpFacts]] = {}
-"""id(op overload) -> (the overload, its facts); by identity, as an OpOverload hashes in Python."""
-
-
+@cached_by_identity
 def op_facts(func: Any) -> _OpFacts:
     """What the recorder (and leaf templates) need of an ATen op overload, read once per op."""
-    known = _FACTS.get(id(func))
-    if known is not None and known[0] is func:
-        return known[1]
     tags, schema = set(func.tags), func._schema
-    facts = _OpFacts(
+    return _OpFacts(
         bool(schema.is_mutable), _DYNAMIC is not None and _DYNAMIC in tags,
         torch.Tag.nondeterministic_seeded in tags, _base_name(func),
         tuple(a.name for a in schema.arguments),
         tuple(a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write),
         bool(leaf_memo.VALUE_TAGS & tags))
-    _FACTS[id(func)] = (func, facts)  # the overload is kept: its id stays its own
-    return facts
 
 
 def _state_tensor(module: torch.nn.Module, name: str) -> torch.Tensor:
