@@ -465,15 +465,24 @@ def _evaluate(graph: Graph, registry: RuleRegistry, table: AtomTable, reasons: _
     return _Evaluated(arrays, special, ops, entries)
 
 
+LONE_NODES_ONE_AT_A_TIME = True
+"""A batch of one node states its facts one at a time, as a node with alternatives does (fewer array
+operations than the batch path; the same facts)."""
+
+
 def _batch_facts(ev: _Evaluated, table: AtomTable, reasons: _Reasons) -> _Facts:
     """The facts of every batched node (those without alternatives), in a few array operations per
     distinct answer."""
     out = _Facts()
+    lone: list[_Facts] = []
     start, size = table.slot_start, table.slot_size
     for rel, positions, slots in ev.batches:
         k = len(positions)
         if k == 1 and LONE_NODES_ONE_AT_A_TIME:  # an answer no other node shares (CNNs' layers all differ)
-            _lone_facts(out, rel, positions[0], slots[0].tolist(), ev.ops[positions[0]], table, reasons)
+            i, node_slots = positions[0], slots[0].tolist()
+            node = ev.ops[i]
+            static = _materialize(rel, node_slots, table, reasons, node)
+            lone.append(_special_facts(_NodeFacts(i, node, node_slots, static, []), {}, table, reasons))
             continue
         seq0 = (np.asarray(positions, dtype=np.int64) + 1) * _SEQ
         la, lb, count = rel.identity_columns()
@@ -511,35 +520,7 @@ def _batch_facts(ev: _Evaluated, table: AtomTable, reasons: _Reasons) -> _Facts:
             sizes = size[pinned_slots]
             out.pins.append((atoms, np.repeat(rids, sizes), np.full(len(atoms), AUTO, np.int64),
                              np.repeat(seqs, sizes)))
-    return out
-
-
-LONE_NODES_ONE_AT_A_TIME = True
-"""A batch of one node states its facts one at a time (fewer array operations; the same facts)."""
-
-
-def _lone_facts(out: _Facts, rel: _Relative, position: int, slots: list[int], node: OpNode, table: AtomTable,
-                reasons: _Reasons) -> None:
-    """_batch_facts for a batch of one node: its pins and reductions are stated one at a time (made
-    into arrays once, when solved), with the same sequence numbers and reasons as a batch's."""
-    seq = (position + 1) * _SEQ
-    ident = [x for la, lb, n, ia, _ in rel.edges if ia is None for x in (slots[la], slots[lb], n)]
-    if ident:
-        out.ident.append(np.asarray(ident, dtype=np.int64))
-    for la, lb, _, ia, ib in rel.edges:
-        if ia is not None:
-            out.edges.append((int(table.slot_start[slots[la]]) + ia, int(table.slot_start[slots[lb]]) + ib))
-    for la, idx, reason in rel.pins:
-        out.pin(table.atoms(slots[la], idx), reasons.at(reason, node.name), RULE, seq)
-        seq += 1
-    for la, reason in rel.reductions:
-        out.reduce(table.atoms(slots[la]), reasons.at(reason, node.name), seq)
-        seq += 1
-    for p in rel.unmentioned_positions(slots):  # axes no fact mentions pass nothing: pinned
-        sid = slots[p]
-        rid = reasons.auto(node.op, table.slot_value[sid], table.slot_axis[sid])
-        out.pin(table.atoms(sid), rid, AUTO, seq)
-        seq += 1
+    return out.merged(*lone)
 
 
 def _rows(atoms: np.ndarray, rids: np.ndarray, prio: int, seq: np.ndarray
