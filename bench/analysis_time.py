@@ -95,7 +95,36 @@ def measure(name: str, tool: str, repeat: int) -> dict[str, Any]:
         "seconds": best,
         "heap_mb": peak / 2**20,
         "rss_mb": rss / 1024,
+        "phases": stage_times(model, x, repeat) if tool == "prunec" else None,
     }
+
+
+def stage_times(model: Any, x: Any, repeat: int) -> dict[str, float]:
+    """CPU seconds of each stage prunec.analyze reports (trace, couple, group) in the fastest of
+    `repeat` more runs, read through its public progress callback."""
+    import prunec
+
+    best: dict[str, float] = {}
+    for _ in range(repeat):
+        marks: list[tuple[str, float]] = []
+        prunec.analyze(model, x, progress=lambda event: marks.append((event.stage, time.process_time())))
+        spans = {stage: end - start for (stage, start), (_, end) in zip(marks, marks[1:])}
+        if not best or sum(spans.values()) < sum(best.values()):
+            best = spans
+    return best
+
+
+def marginal_costs(rows: dict[tuple[str, str], dict[str, Any]], names: list[str], tool: str) -> str | None:
+    """For MLPs of increasing depth: µs per added node between consecutive depths, and the fixed cost
+    left at the smallest depth once its nodes are paid at the first marginal rate."""
+    mlps = sorted((rows[(n, tool)] for n in names if n.startswith("mlp") and (n, tool) in rows),
+                  key=lambda r: r["nodes"])
+    if len(mlps) < 2:
+        return None
+    rates = [(b["seconds"] - a["seconds"]) / (b["nodes"] - a["nodes"]) for a, b in zip(mlps, mlps[1:])]
+    fixed = mlps[0]["seconds"] - rates[0] * mlps[0]["nodes"]
+    steps = ", ".join(f"{a['model']}→{b['model']} {r * 1e6:.1f}" for a, b, r in zip(mlps, mlps[1:], rates))
+    return f"  {tool}: µs per added node {steps}; fixed cost at {mlps[0]['model']} {fixed * 1e3:.2f} ms"
 
 
 def _child(name: str, tool: str, repeat: int) -> dict[str, Any] | None:
@@ -167,6 +196,15 @@ def main() -> None:
                 ]
             )
         print(f"| {name} | {nodes} | " + " | ".join(cells) + " |")
+    phased = [(name, rows[(name, "prunec")]) for name in names if rows.get((name, "prunec"), {}).get("phases")]
+    if phased:
+        print("\nprunec by stage, CPU ms (fastest of --repeat more runs, read through progress=):")
+        for name, r in phased:
+            print(f"  {name}: " + ", ".join(f"{k} {v * 1e3:.2f}" for k, v in r["phases"].items()))
+    lines = [line for line in (marginal_costs(rows, names, t) for t in tools) if line]
+    if lines:
+        print("\nMLP cost split (a line through the two smallest depths):")
+        print("\n".join(lines))
     if "torch_pruning" in tools:
         print("\nprunec time / Torch-Pruning time (below 1: prunec is faster):")
         for name in names:
