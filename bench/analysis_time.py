@@ -196,7 +196,8 @@ def main() -> None:
                 ]
             )
         print(f"| {name} | {nodes} | " + " | ".join(cells) + " |")
-    phased = [(name, rows[(name, "prunec")]) for name in names if rows.get((name, "prunec"), {}).get("phases")]
+    phased = [(name, rows[(name, "prunec")]) for name in names
+              if rows.get((name, "prunec"), {}).get("phases")]
     if phased:
         print("\nprunec by stage, CPU ms (fastest of --repeat more runs, read through progress=):")
         for name, r in phased:
