@@ -22,6 +22,7 @@ from prunec.errors import InputError, TraceError
 from prunec.frontends.autograd_calls import AutogradCall, add_region, record_autograd_calls, regions
 from prunec.frontends.identity_cache import cached_by_identity
 from prunec.frontends.model_index import ModelIndex
+from prunec.frontends.python_state import python_state_kept
 from prunec.inputs import ExampleInputs
 from prunec.ir.graph import Graph, OpNode, Value, ValueKind
 
@@ -37,6 +38,11 @@ class TracedTorch:
     fx_to_value: dict[str, str] = field(default_factory=dict)
     """fx node name -> IR value name (tied placeholders share one value); filled by the export
     frontend while it builds the IR (the recorded frontend names values as their fx nodes)."""
+
+    @property
+    def tracer(self) -> str:
+        """Which tracer made the program: 'record' or 'export' (what tracer='auto' ended up using)."""
+        return "export" if isinstance(self.exported, torch.export.ExportedProgram) else "record"
 
 
 @contextlib.contextmanager
@@ -120,6 +126,12 @@ def _export(model: torch.nn.Module, inputs: ExampleInputs) -> torch.export.Expor
 TRACERS = ("auto", "record", "export")
 
 
+def check_tracer(tracer: str) -> None:
+    """Raise InputError unless `tracer` names a tracer."""
+    if tracer not in TRACERS:
+        raise InputError(f"tracer={tracer!r}; use one of {', '.join(TRACERS)}")
+
+
 def trace(model: torch.nn.Module, inputs: ExampleInputs, *, tracer: str = "auto") -> TracedTorch:
     """Trace `model` on `inputs` into the IR; raise TraceError/InputError with the cause.
 
@@ -131,23 +143,23 @@ def trace(model: torch.nn.Module, inputs: ExampleInputs, *, tracer: str = "auto"
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if not inputs.tensors():
         raise InputError("example_inputs hold no tensor; pass at least one input tensor")
-    if tracer not in TRACERS:
-        raise InputError(f"tracer={tracer!r}; use one of {', '.join(TRACERS)}")
+    check_tracer(tracer)
     index = ModelIndex.of(model)
     check_devices(model, inputs, index)
-    if tracer != "export":
-        with eval_mode(model, index):
+    with python_state_kept(index):  # the forward may cache or count things: put them back
+        if tracer != "export":
+            with eval_mode(model, index):
+                try:
+                    return _trace_recorded(model, inputs, index)
+                except Exception as exc:  # noqa: BLE001 - any failure of the fast path falls back to export
+                    if tracer == "record":
+                        raise TraceError(f"recording {type(model).__name__} failed: {type(exc).__name__}: "
+                                         f"{exc}. Use tracer='export'.") from exc
+        with eval_mode(model, index), record_autograd_calls() as calls:
             try:
-                return _trace_recorded(model, inputs, index)
-            except Exception as exc:  # noqa: BLE001 - any failure of the fast path falls back to export
-                if tracer == "record":
-                    raise TraceError(f"recording {type(model).__name__} failed: {type(exc).__name__}: {exc}. "
-                                     "Use tracer='export'.") from exc
-    with eval_mode(model, index), record_autograd_calls() as calls:
-        try:
-            ep = _export(model, inputs)
-        except Exception as exc:  # noqa: BLE001 - any failure of export is reported with its cause
-            _raise_trace_error(model, inputs, exc)
+                ep = _export(model, inputs)
+            except Exception as exc:  # noqa: BLE001 - any failure of export is reported with its cause
+                _raise_trace_error(model, inputs, exc)
     _check_program_runs(model, ep, inputs)
     return _build(model, ep, inputs, calls)
 
