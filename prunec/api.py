@@ -20,7 +20,7 @@ from prunec.analysis.groups import RemovedGroup, build_groups
 from prunec.analysis.kinds import check_attention, check_kinds, classify, role_atoms
 from prunec.analysis.result import Analysis
 from prunec.errors import InputError, TargetError
-from prunec.frontends.torch_export import check_devices, trace
+from prunec.frontends.torch_export import check_devices, check_tracer, trace
 from prunec.inputs import ExampleInputs, ExampleInputsLike
 from prunec.persistence import state_entries
 from prunec.pipeline import Artifact, Pass, PassManager, PruneState, parse_pipeline
@@ -112,6 +112,7 @@ def analyze(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ignor
         from prunec import onnx_api
 
         _reject_group_selection(attention, None, False)
+        onnx_api.reject_torch_options(tracer=tracer)
         return onnx_api.analyze(model, example_inputs, ignore=ignore, strict=strict, rules=rules)  # type: ignore[arg-type]
     _load_builtins()
     check_attention(attention)
@@ -280,7 +281,7 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
           target_tolerance: float = 0.02, reconstruct: bool = False, latency: Any = None,
           steps: int = 1, callback: Callable[[nn.Module, int], None] | None = None,
           attention: str = "heads", kinds: Iterable[str] | str | None = None, zero_invariant_only: bool = False,
-          progress: ProgressLike = None) -> PruneResult:
+          tracer: str = "auto", progress: ProgressLike = None) -> PruneResult:
     """Prune `model` into a physically smaller one and verify it.
 
     Args:
@@ -324,6 +325,8 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
             `Group.kind`); the others keep all their channels. None prunes every kind.
         zero_invariant_only: prune only groups where removing equals zeroing (leave out groups
             whose channels a LayerNorm/RMSNorm, mean or contraction mixes).
+        tracer: how the model is traced, as in `analyze`: 'auto' (record one eager forward, falling
+            back to torch.export when the recording is not faithful), 'record' or 'export'.
         progress: True for a progress bar, or a callable receiving a ProgressEvent at the start of
             every stage; raising from it (KeyboardInterrupt too) cancels cleanly.
 
@@ -340,7 +343,7 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
         from prunec import onnx_api
 
         onnx_api.reject_torch_options(inplace=inplace, output=output, pipeline=pipeline, calibration=calibration,
-                                      loss_fn=loss_fn)
+                                      loss_fn=loss_fn, tracer=tracer)
         _reject_group_selection(attention, kinds, zero_invariant_only)
         reporter = Progress(progress, 4 + int(verify))  # analyse, score, select, rewrite, verify
         try:
@@ -355,6 +358,7 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
     _load_builtins()
     if output not in OUTPUT_KINDS:
         raise InputError(f"output={output!r}; use one of {', '.join(OUTPUT_KINDS)}")
+    check_tracer(tracer)
     # a custom pipeline may select channels by its own rule: then a target is optional
     custom = pipeline is not None and ratio is None and target is None
     tgt = None if custom else _target_from(ratio, target)
@@ -370,7 +374,7 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
             pipeline=pipeline, calibration=calibration, loss_fn=loss_fn, tolerance=tolerance, rules=rules,
             selection=selection, min_keep=min_keep, max_ratio=max_ratio, overrides=overrides,
             target_tolerance=target_tolerance, reconstruct=reconstruct, latency=latency,
-            attention=attention, kinds=kinds, zero_invariant_only=zero_invariant_only)
+            attention=attention, kinds=kinds, zero_invariant_only=zero_invariant_only, tracer=tracer)
     if round_to is not None and (not isinstance(round_to, int) or round_to < 1):
         raise TargetError(f"round_to must be a positive integer, got {round_to!r}")
     inputs = ExampleInputs.from_user(example_inputs)
@@ -395,7 +399,7 @@ def prune(model: nn.Module, example_inputs: ExampleInputsLike = None, *, ratio: 
         with restore_on_error(model) if inplace else contextlib.nullcontext():
             result = _prune(model, inputs, tgt, ignore, round_to, strict, inplace, passes, calibration,
                             loss_fn, tolerance, rules, reporter, attention, kinds_t,
-                            zero_invariant_only)
+                            zero_invariant_only, tracer)
             reporter.done()
     finally:
         reporter.close()
@@ -406,15 +410,13 @@ def _prune(model: nn.Module, inputs: ExampleInputs, tgt: Target | None, ignore: 
            round_to: int | None, strict: bool, inplace: bool, passes: list[Pass],
            calibration: Sequence[ExampleInputsLike], loss_fn: Any, tolerance: float | None,
            rules: RuleRegistry | None, reporter: Progress, attention: str,
-           kinds_t: tuple[str, ...] | None, zero_invariant_only: bool) -> PruneResult:
+           kinds_t: tuple[str, ...] | None, zero_invariant_only: bool, tracer: str) -> PruneResult:
     params_before = count_params(model)
     source_state = tuple(state_entries(model))
     ignore = _resolve_ignore(model, ignore)  # module objects name the user's model, not the copy
     working = model if inplace else copy.deepcopy(model)
-    # the rewrite passes and module fixers were built on torch.export's graph; the recording is
-    # used by analyze() (equal groups, see tests/analysis/test_tracers.py) but not yet here
     analysis = analyze(working, inputs, ignore=ignore, strict=strict, rules=rules, attention=attention,
-                       tracer="export", progress=reporter)
+                       tracer=tracer, progress=reporter)
     analysis = _restrict(analysis, kinds_t, zero_invariant_only)
     _check_finite(model, inputs, analysis)
     state = PruneState(model=working, inputs=inputs, analysis=analysis, target=tgt, round_to=round_to,

@@ -57,11 +57,11 @@ def _as_numpy(v: Any) -> np.ndarray:
 
 
 def reject_torch_options(*, inplace: bool = False, output: str = "auto", pipeline: Any = None,
-                         calibration: Sequence[Any] = (), loss_fn: Any = None) -> None:
+                         calibration: Sequence[Any] = (), loss_fn: Any = None, tracer: str = "auto") -> None:
     """Raise InputError for prune() options that only apply to torch models."""
     used = [name for name, given in (("inplace", inplace), ("output", output != "auto"),
                                      ("pipeline", pipeline is not None), ("calibration", bool(calibration)),
-                                     ("loss_fn", loss_fn is not None)) if given]
+                                     ("loss_fn", loss_fn is not None), ("tracer", tracer != "auto")) if given]
     if used:
         raise InputError(f"{', '.join(used)} apply to torch models only; an ONNX model is pruned with the "
                          "built-in score/select/rewrite/verify steps (see prunec.onnx_api.prune)")

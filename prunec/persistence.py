@@ -99,6 +99,7 @@ def save(result: Any, path: str | os.PathLike[str]) -> Path:
         "output_kind": result.output_kind,
         "ignore": list(getattr(result.analysis, "ignored", ())),
         "attention": getattr(result.analysis, "attention", "heads"),
+        "tracer": getattr(source, "tracer", "export"),
         "inputs": _encode_inputs(source.inputs),
         "removed": [_encode_group(g) for g in result.removed],
         "pruned_state": [[n, list(s), d] for n, s, d in state_entries(result.model)],
@@ -271,9 +272,14 @@ def load(path: str | os.PathLike[str], model: nn.Module, *, example_inputs: Any 
     weights = _read_weights(root, plan)
     inputs = example_inputs if example_inputs is not None else _decode_inputs(plan, model)
     working = model if inplace else copy.deepcopy(model)
-    # the tracer prune() uses, so a GraphModule output gets the same graph and state order
+    # the tracer that made the saved result, so a GraphModule output gets the same graph and state
+    # order (plans written before prune() recorded were traced by torch.export)
+    tracer = plan.get("tracer", "export")
+    if tracer not in ("record", "export"):
+        raise PlanError(f"the plan names tracer {tracer!r}; this prunec rebuilds plans traced by 'record' "
+                        "or 'export'")
     analysis = analyze(working, inputs, ignore=plan.get("ignore", ()), rules=rules,
-                       attention=plan.get("attention", "heads"), tracer="export")
+                       attention=plan.get("attention", "heads"), tracer=tracer)
     keep = _keep_mask(plan, analysis)
     if plan["output_kind"] == "module":
         from prunec.rewrite import rewrite_module

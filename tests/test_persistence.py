@@ -168,6 +168,38 @@ def test_graph_module_and_ignore_round_trip(tmp_path):
         assert torch.equal(loaded(x), result.model(x))
 
 
+@pytest.mark.parametrize("tracer", ["record", "export"])
+def test_graph_module_is_rebuilt_by_the_tracer_that_made_it(tmp_path, tracer):
+    """The recording and torch.export give GraphModules with different state (the recorded one keeps
+    every buffer, e.g. num_batches_tracked): the plan names the tracer and load uses it."""
+    x = torch.randn(2, 3, 16, 16)
+    result = prunec.prune(_resnet(), x, ratio=0.5, output="graph_module", tracer=tracer)
+    assert result.analysis.source.tracer == tracer
+    prunec.save(result, tmp_path / "gm")
+    assert json.loads((tmp_path / "gm" / PLAN_FILE).read_text())["tracer"] == tracer
+    loaded = prunec.load(tmp_path / "gm", _resnet())
+    assert list(loaded.state_dict()) == list(result.model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(loaded(x), result.model(x))
+
+
+def test_plan_without_a_tracer_was_traced_by_export(tmp_path):
+    """Plans written before prune() recorded name no tracer: they are rebuilt with torch.export."""
+    x = torch.randn(2, 3, 16, 16)
+    result = prunec.prune(_resnet(), x, ratio=0.5, output="graph_module", tracer="export")
+    prunec.save(result, tmp_path / "old")
+    plan = json.loads((tmp_path / "old" / PLAN_FILE).read_text())
+    del plan["tracer"]
+    (tmp_path / "old" / PLAN_FILE).write_text(json.dumps(plan))
+    loaded = prunec.load(tmp_path / "old", _resnet())
+    with torch.no_grad():
+        assert torch.equal(loaded(x), result.model(x))
+    plan["tracer"] = "fx"
+    (tmp_path / "old" / PLAN_FILE).write_text(json.dumps(plan))
+    with pytest.raises(prunec.PlanError, match="the plan names tracer 'fx'"):
+        prunec.load(tmp_path / "old", _resnet())
+
+
 def test_save_replaces_an_earlier_save_atomically(saved, tmp_path):
     """Saving over an earlier save replaces it; no hidden temporary directories remain."""
     result, _, x = saved

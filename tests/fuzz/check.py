@@ -49,6 +49,8 @@ def prune_kwargs(spec: dict[str, Any], model: torch.nn.Module) -> dict[str, Any]
         kwargs["ratio"] = p["ratio"]
     else:
         kwargs["target"] = p["target"]
+    if "tracer" in p:
+        kwargs["tracer"] = p["tracer"]
     if p.get("ignore_pick") is not None:
         names = [n for n, _ in model.named_modules() if n]
         if names:

@@ -377,7 +377,8 @@ def _prune_settings(ch: Choices) -> Spec:
     settings: Spec = {"output": ch.pick(("auto", "auto", "auto", "graph_module")),
                       "criterion": ch.pick(("l2", "l1")),
                       "round_to": ch.pick((None, None, 2, 4)),
-                      "ignore_pick": ch.integer(0, 50) if ch.coin(0.25) else None}
+                      "ignore_pick": ch.integer(0, 50) if ch.coin(0.25) else None,
+                      "tracer": ch.pick(("auto", "auto", "auto", "export"))}
     if ch.coin(0.75):
         settings["ratio"] = ch.pick((0.1, 0.25, 0.3, 0.5, 0.7, 0.9))
     else:

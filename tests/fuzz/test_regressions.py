@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import prunec
-from tests.fuzz.check import PRUNED, REFUSED, run_case
+from tests.fuzz.check import PINNED, PRUNED, REFUSED, run_case
 
 # name -> (spec as printed by bench/fuzz.py, expected status, what was wrong)
 REGRESSIONS = {
@@ -34,8 +34,10 @@ REGRESSIONS = {
         '"proj":null},{"op":"spatial_attn"}],"dtype":"float32","head":{"kind":"pool2_view_linear","out":3},'
         '"input":{"aux":true,"channels":2,"kind":"image","nhwc":true,"size":8},"prune":{"criterion":"l2",'
         '"ignore_pick":null,"output":"auto","ratio":0.9,"round_to":4},"save":false,"seed":7155}',
-        REFUSED, "torch.export dropped a .contiguous() (fake strides differ from eager ones): the traced "
-                 "program's .view() raised inside verification (PassError); now a TraceError up front"),
+        {"export": REFUSED, "auto": PINNED},
+        "torch.export dropped a .contiguous() (fake strides differ from eager ones): the traced program's "
+        ".view() raised inside verification (PassError); now a TraceError up front. The recording (the "
+        "default tracer) runs the eager code: every channel is tied to the input, pinned with reasons"),
     "float16_rounding": (
         '{"batch":2,"blocks":[{"op":"dropout","p":0.5},{"op":"upsample"},{"op":"raw_conv","out":9},{"act":'
         '"hardswish","bias":false,"groups":1,"k":3,"norm":"gn1","op":"conv","out":14,"stride":1,"transposed":'
@@ -104,12 +106,17 @@ def test_onnx_fuzz_regression(name):
     assert outcome.status == expected, str(outcome)
 
 
+@pytest.mark.parametrize("tracer", ["auto", "export"])
 @pytest.mark.parametrize("name", sorted(REGRESSIONS))
-def test_fuzz_regression(name):
-    """The spec that once failed now prunes (or pins) with the contract intact, save/load included."""
+def test_fuzz_regression(name, tracer):
+    """The spec that once failed now prunes (or pins) with the contract intact, save/load included,
+    traced by the recording (the default) and by torch.export."""
     text, expected, _why = REGRESSIONS[name]
-    outcome = run_case(json.loads(text), round_trip=True)
-    assert outcome.status == expected, str(outcome)
+    spec = json.loads(text)
+    spec["prune"]["tracer"] = tracer
+    outcome = run_case(spec, round_trip=True)
+    want = expected[tracer] if isinstance(expected, dict) else expected
+    assert outcome.status == want, str(outcome)
 
 
 class _DivByParam(nn.Module):

@@ -90,16 +90,26 @@ class _LayoutTrap(nn.Module):
 
 
 def test_traced_program_that_fails_where_eager_runs():
-    """The traced program is run once on the example inputs; where it fails, TraceError names the node
-    and the line of user code, and suggests .reshape().
+    """torch.export's program is run once on the example inputs; where it fails, TraceError names the
+    node and the line of user code, and suggests .reshape(). The recording (the default tracer) runs
+    the eager code: it analyses the same model (whose every channel is tied to the input through the
+    grouped conv and the residual, so nothing is removed) and verifies the result.
     """
     model = _LayoutTrap().eval()
+    x = torch.randn(2, 2, 8, 8)
     with torch.no_grad():
-        model(torch.randn(2, 2, 8, 8))  # eager execution is fine
+        model(x)  # eager execution is fine
     before = snapshot(model)
     with pytest.raises(prunec.TraceError, match=r"torch.export traced _LayoutTrap, but the traced program fails "
                                                 r"on the same inputs \(\(2, 2, 8, 8\):float32\) at node 'view' "
                                                 r"\(from .*test_trace.py.*, in forward: return self.fc\(y.contiguous"
                                                 r"\(\).view.*view size is not compatible.*use .reshape\(\) there"):
-        prunec.prune(model, torch.randn(2, 2, 8, 8), ratio=0.5)
+        prunec.prune(model, x, ratio=0.5, tracer="export")
+    assert snapshot(model) == before
+    result = prunec.prune(model, x, ratio=0.5)
+    assert result.analysis.source.tracer == "record"
+    assert result.verification.passed and result.verification.max_relative_diff <= 1e-4
+    assert result.removed == () and prunec.count_params(result.model) == prunec.count_params(model)
+    reasons = {p.reason for p in result.analysis.pinned_params}
+    assert reasons == {"model input", "model output"}
     assert snapshot(model) == before

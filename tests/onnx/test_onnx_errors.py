@@ -69,6 +69,10 @@ def test_torch_only_options_are_rejected():
     """Options that only make sense for torch modules are an InputError on an ONNX model."""
     with pytest.raises(InputError, match=r"inplace, pipeline apply to torch models only"):
         prunec.prune(lrn_model(), ratio=0.5, inplace=True, pipeline="l2")
+    with pytest.raises(InputError, match=r"^tracer apply to torch models only"):
+        prunec.prune(lrn_model(), ratio=0.5, tracer="export")
+    with pytest.raises(InputError, match=r"^tracer apply to torch models only"):
+        prunec.analyze(lrn_model(), tracer="record")
 
 
 @dataclass(frozen=True)
