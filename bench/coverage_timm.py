@@ -132,6 +132,7 @@ MIN_SIDE = {
     "hrnet_w18_small_v2": 96,
     "halonet26t": 256,
     "lambda_resnet26t": 256,
+    "bat_resnext26ts": 256,
 }  # attention blocks need their trained size
 
 
