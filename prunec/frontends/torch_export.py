@@ -146,20 +146,21 @@ def trace(model: torch.nn.Module, inputs: ExampleInputs, *, tracer: str = "auto"
     check_tracer(tracer)
     index = ModelIndex.of(model)
     check_devices(model, inputs, index)
-    with python_state_kept(index):  # the forward may cache or count things: put them back
-        if tracer != "export":
-            with eval_mode(model, index):
-                try:
-                    return _trace_recorded(model, inputs, index)
-                except Exception as exc:  # noqa: BLE001 - any failure of the fast path falls back to export
-                    if tracer == "record":
-                        raise TraceError(f"recording {type(model).__name__} failed: {type(exc).__name__}: "
-                                         f"{exc}. Use tracer='export'.") from exc
-        with eval_mode(model, index), record_autograd_calls() as calls:
+    # each attempt runs the forward, which may cache or count things: put them back after each, so
+    # the fallback starts from the model as the user gave it
+    if tracer != "export":
+        with python_state_kept(index), eval_mode(model, index):
             try:
-                ep = _export(model, inputs)
-            except Exception as exc:  # noqa: BLE001 - any failure of export is reported with its cause
-                _raise_trace_error(model, inputs, exc)
+                return _trace_recorded(model, inputs, index)
+            except Exception as exc:  # noqa: BLE001 - any failure of the fast path falls back to export
+                if tracer == "record":
+                    raise TraceError(f"recording {type(model).__name__} failed: {type(exc).__name__}: {exc}. "
+                                     "Use tracer='export'.") from exc
+    with python_state_kept(index), eval_mode(model, index), record_autograd_calls() as calls:
+        try:
+            ep = _export(model, inputs)
+        except Exception as exc:  # noqa: BLE001 - any failure of export is reported with its cause
+            _raise_trace_error(model, inputs, exc)
     _check_program_runs(model, ep, inputs)
     return _build(model, ep, inputs, calls)
 

@@ -110,3 +110,34 @@ def test_torch_modules_are_not_snapshotted():
     with python_state_kept(index):
         model[0].note = "kept"
     assert model[0].note == "kept"
+
+
+class _Gate(torch.autograd.Function):
+    """A user autograd.Function: the recorder refuses it, so tracer='auto' falls back to export."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * (x > 0)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+class _CachedThenGated(_CachedBias):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x) + self.biases().sum(1)[None, :, None, None]
+        return self.head(_Gate.apply(y))
+
+
+def test_fallback_starts_from_the_state_the_user_gave():
+    """The recording fills the cache before it meets the autograd.Function and gives up; torch.export
+    must then trace the model with its cache empty (a filled one would be a constant instead of a
+    gather from the bias table), and the model ends as it began. (The Function has no op rule, so
+    its channels are pinned either way.)"""
+    model = _CachedThenGated().eval()
+    analysis = prunec.analyze(model, torch.randn(2, 3, 8, 8))
+    assert analysis.source.tracer == "export"
+    assert model.bias_cache == {}
+    gathers = [op for op in analysis.graph.ops() if op.op == "aten::index"]
+    assert len(gathers) == 1 and analysis.graph.inputs(gathers[0])[0][1].param == "bias_table"
