@@ -86,3 +86,16 @@ def assert_prunes_equivalently(model: nn.Module, example: Any, *, tol: float = 1
                 diff = outputs_close(inp.call(result.model), inp.call(ref))
                 assert diff <= tol, f"contract broken: relative difference {diff:.3g}"
     return result
+
+
+class Gate(torch.autograd.Function):
+    """A user autograd.Function (x * (x > 0)): the recorder refuses it, so tracer='auto' falls back to
+    torch.export, which keeps it as one op."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * (x > 0)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g

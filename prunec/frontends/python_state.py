@@ -24,6 +24,7 @@ from prunec.frontends.model_index import ModelIndex
 
 _CONTAINERS = (dict, list, set)
 _STRUCTURE = frozenset({"_modules", "_parameters", "_buffers"})
+_MISSING = object()
 
 
 def _snapshot(module: torch.nn.Module) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -49,9 +50,6 @@ def _restore(module: torch.nn.Module, attrs: dict[str, Any], contents: dict[str,
             else:
                 v.clear()
                 v.update(before)
-
-
-_MISSING = object()
 
 
 def _changed(now: Any, before: Any) -> bool:

@@ -7,6 +7,7 @@ from torch import nn
 import prunec
 from prunec.frontends.model_index import ModelIndex
 from prunec.frontends.python_state import python_state_kept
+from tests.helpers import Gate
 
 
 class _CachedBias(nn.Module):
@@ -112,22 +113,10 @@ def test_torch_modules_are_not_snapshotted():
     assert model[0].note == "kept"
 
 
-class _Gate(torch.autograd.Function):
-    """A user autograd.Function: the recorder refuses it, so tracer='auto' falls back to export."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x * (x > 0)
-
-    @staticmethod
-    def backward(ctx, g):
-        return g
-
-
 class _CachedThenGated(_CachedBias):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x) + self.biases().sum(1)[None, :, None, None]
-        return self.head(_Gate.apply(y))
+        return self.head(Gate.apply(y))
 
 
 def test_fallback_starts_from_the_state_the_user_gave():

@@ -11,6 +11,7 @@ import prunec
 from prunec.frontends.torch_export import trace
 from prunec.frontends.torch_record import RecordedProgram
 from prunec.inputs import ExampleInputs
+from tests.helpers import Gate
 
 X = torch.randn(2, 3, 8, 8)
 
@@ -77,18 +78,6 @@ def test_prune_refuses_an_unknown_tracer():
     model = nn.Conv2d(3, 4, 1)
     with pytest.raises(prunec.InputError, match=r"tracer='fx'; use one of auto, record, export"):
         prunec.prune(model, X, ratio=0.5, tracer="fx")
-
-
-class Gate(torch.autograd.Function):
-    """A user autograd.Function: the export frontend keeps it as one op."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x * (x > 0)
-
-    @staticmethod
-    def backward(ctx, g):
-        return g
 
 
 class WithFunction(nn.Module):
